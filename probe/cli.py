@@ -1,0 +1,137 @@
+"""Command line: parse, run, print, exit. The only module that calls sys.exit.
+
+Exit codes: 0 the run completed, 2 usage or infrastructure error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from probe import __version__
+from probe.errors import ProbeError
+
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not usage + error
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gevent-probe",
+                     description="Does your PostgreSQL driver cooperate with gevent?")
+    parser.add_argument("--version", action="version", version=f"gevent-probe {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    bench = sub.add_parser("bench", help="driver matrix without HTTP: seconds, one process each")
+    _common(bench)
+    bench.add_argument("--concurrency", "-c", type=int, help="connections, one greenlet each "
+                       "(default 16)")
+    bench.add_argument("--queries", type=int, help="SELECT 1 per connection (default 300)")
+    bench.add_argument("--duration", type=float, help="seconds of SELECT 1 load instead of "
+                       "--queries")
+    bench.add_argument("--sleep-ms", type=float, help="server-side sleep of the serialisation "
+                       "probe (default 50)")
+    bench.add_argument("--rounds", type=int, help="serialisation probe rounds (default 3)")
+    bench.add_argument("--block-threshold-ms", type=float,
+                       help="a hub stall longer than this is a block event (default 10, minimum 2)")
+
+    variants = sub.add_parser("variants", help="list the variants and whether each can run here")
+    variants.add_argument("--mode", choices=("bench", "run"), default="bench")
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--variants", help="comma-separated variant names (default: all)")
+    parser.add_argument("--dsn", help="use this PostgreSQL server instead of an embedded one "
+                        "(or set GEVENT_PROBE_DSN)")
+    parser.add_argument("--config", type=Path, help="TOML file with a table per command")
+    parser.add_argument("--output-dir", type=Path, help="where reports/<run-id>/ go "
+                        "(default: reports)")
+    parser.add_argument("--json", dest="json_path", type=Path,
+                        help="write results.json here instead")
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    args = _parser().parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every `finally` stops what we started.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        code = _dispatch(args)
+    except ProbeError as ex:
+        print(f"gevent-probe: error: {ex}", file=sys.stderr)
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        print("gevent-probe: interrupted; everything it started was stopped", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "variants":
+        return _variants(args)
+    return _bench(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from probe import config as config_mod
+    from probe import format as fmt
+    from probe import postgres, results
+    from probe.bench import run_bench
+    from probe.variants import select
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    settings = config_mod.build(config_mod.BenchConfig,
+                                config_mod.load_table(args.config, "bench"), flags).validate()
+    select(settings.variants, "bench")  # unknown names fail before any server starts
+    with postgres.database(settings.dsn) as (dsn, database), _progress() as progress:
+        run = run_bench(settings, dsn, database, progress)
+    path = results.write(run, settings.json_path or results.default_path(settings.output_dir, run))
+    print(fmt.bench_table(run, color=sys.stdout.isatty()), end="")
+    print(f"results: {path}")
+    return EXIT_OK
+
+
+def _variants(args: argparse.Namespace) -> int:
+    from probe import format as fmt
+    from probe.availability import check_all
+
+    print(fmt.variants_table(check_all(args.mode), color=sys.stdout.isatty()), end="")
+    return EXIT_OK
+
+
+class _progress:
+    """A live line per variant on stderr; plain lines when stderr is not a terminal."""
+
+    def __enter__(self) -> Any:
+        self._live = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._live = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                  TimeElapsedColumn(), console=Console(stderr=True),
+                                  transient=True)
+            self._live.start()
+            self._task = self._live.add_task("starting", total=None)
+        return self._update
+
+    def _update(self, index: int, total: int, name: str, state: str) -> None:
+        text = f"[{index + 1}/{total}] {name}: {state}"
+        if self._live is not None:
+            self._live.update(self._task, description=text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()

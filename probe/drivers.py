@@ -1,0 +1,180 @@
+"""Load a variant's driver inside a measured process, in the variant's order, and use it.
+
+This is the only module that calls `gevent.monkey.patch_all()`, and only when a worker or
+app entry point asks it to (`activate`). Order matters: psycopg chooses its wait function
+once, when `psycopg.waiting` is first imported, and picks the blocking `wait_c` unless
+gevent has already patched `select`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from probe.model import Runtime
+from probe.variants import Variant
+
+
+class DriverUnavailable(Exception):
+    """The variant's driver cannot be imported in this environment."""
+
+
+@dataclass
+class Driver:
+    variant: Variant
+    module: Any  # psycopg or psycopg2
+
+    def connect(self, dsn: str) -> Any:
+        if self.variant.driver == "psycopg":
+            return self.module.connect(dsn, autocommit=True)
+        conn = self.module.connect(dsn)
+        conn.autocommit = True
+        return conn
+
+    def execute(self, conn: Any, sql: str, params: tuple = ()) -> Any:
+        if self.variant.driver == "psycopg":
+            return conn.execute(sql, params or None).fetchone()
+        with conn.cursor() as cur:
+            cur.execute(sql, params or None)
+            return cur.fetchone()
+
+    def select1(self, conn: Any) -> Any:
+        return self.execute(conn, "SELECT 1")
+
+    def sleep(self, conn: Any, seconds: float) -> Any:
+        return self.execute(conn, "SELECT pg_sleep(%s)", (seconds,))
+
+    def is_broken(self, conn: Any) -> bool:
+        return bool(conn.closed)
+
+    def runtime(self) -> Runtime:
+        return describe(self.variant, self.module)
+
+
+def activate(variant: Variant) -> Driver:
+    """Patch gevent and import the driver in the variant's order; return a ready Driver."""
+    module = None
+    if variant.import_before_patch:
+        module = _import(variant)  # the trap: psycopg sees an unpatched select -> wait_c
+    from gevent import monkey
+
+    monkey.patch_all()
+    if module is None:
+        module = _import(variant)
+    if variant.psycogreen:
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()
+    if variant.spin_wait:
+        install_spin_wait()
+    return Driver(variant, module)
+
+
+def _import(variant: Variant) -> Any:
+    try:
+        module = importlib.import_module(variant.driver)
+        if variant.driver == "psycopg":
+            _check_impl(variant, module)
+        return module
+    except DriverUnavailable:
+        raise
+    except Exception as ex:  # ImportError, and the AttributeError of a mismatched psycopg-c
+        reason = f"{type(ex).__name__}: {ex}".splitlines()[0]
+        raise DriverUnavailable(reason) from ex
+
+
+def _check_impl(variant: Variant, module: Any) -> None:
+    impl = module.pq.__impl__
+    if variant.impl and impl != variant.impl:
+        raise DriverUnavailable(f"PSYCOPG_IMPL={variant.impl} requested but psycopg loaded {impl}")
+
+
+def install_spin_wait() -> None:
+    """Replace psycopg's wait function with a cooperative but busy one (the busy-wait control).
+
+    It polls the socket with a zero timeout and yields to the hub between polls, so other
+    greenlets keep running while the process burns a core: the shape of a busy-wait bug.
+    """
+    import select
+
+    import gevent
+    import psycopg.waiting as waiting
+    from gevent.monkey import get_original
+
+    original_poll = get_original("select", "poll")
+    masks = {waiting.Wait.R: select.POLLIN, waiting.Wait.W: select.POLLOUT,
+             waiting.Wait.RW: select.POLLIN | select.POLLOUT}
+
+    def spin_wait(gen: Any, fileno: int, *args: Any, **kwargs: Any) -> Any:
+        try:
+            state = next(gen)
+            poller = original_poll()
+            poller.register(fileno, masks[state])
+            while True:
+                events = poller.poll(0)
+                if not events:
+                    gevent.sleep(0)
+                    continue
+                mask = events[0][1]
+                ready = 0
+                if mask & (select.POLLIN | select.POLLERR | select.POLLHUP):
+                    ready |= waiting.Ready.R
+                if mask & (select.POLLOUT | select.POLLERR | select.POLLHUP):
+                    ready |= waiting.Ready.W
+                state = gen.send(ready)
+                poller.modify(fileno, masks[state])
+        except StopIteration as done:
+            return done.value
+
+    waiting.wait = spin_wait
+    # psycopg < 3.2 imported `wait` by name into psycopg.connection.
+    connection = importlib.import_module("psycopg.connection")
+    if hasattr(connection, "wait"):
+        connection.wait = spin_wait
+
+
+def describe(variant: Variant, module: Any) -> Runtime:
+    import gevent
+    import greenlet
+    from gevent import monkey
+
+    patched = tuple(sorted(n for n in getattr(monkey, "saved", {}) if not n.startswith("_gevent")))
+    if variant.driver == "psycopg":
+        import psycopg.waiting as waiting
+
+        wait = getattr(waiting.wait, "__name__", repr(waiting.wait))
+        return Runtime(
+            driver="psycopg",
+            driver_version=module.__version__,
+            impl=module.pq.__impl__,
+            wait_function=wait,
+            libpq_version=_libpq(module.pq.version()),
+            patched_modules=patched,
+            gevent_version=gevent.__version__,
+            greenlet_version=greenlet.__version__,
+            psycopg_wait_func_env=os.environ.get("PSYCOPG_WAIT_FUNC"),
+        )
+    callback = module.extensions.get_wait_callback()
+    wait = _callback_name(callback) if callback else "none (libpq blocks)"
+    return Runtime(
+        driver="psycopg2",
+        driver_version=module.__version__.split()[0],
+        impl="c",
+        wait_function=wait,
+        libpq_version=_libpq(module.extensions.libpq_version()),
+        patched_modules=patched,
+        gevent_version=gevent.__version__,
+        greenlet_version=greenlet.__version__,
+        psycogreen=callback is not None and "psycogreen" in _callback_name(callback),
+    )
+
+
+def _callback_name(callback: Any) -> str:
+    return f"{getattr(callback, '__module__', '?')}.{getattr(callback, '__qualname__', callback)}"
+
+
+def _libpq(version: int) -> str:
+    major, minor = divmod(int(version), 10000)
+    return f"{major}.{minor}" if major >= 10 else f"{version}"

@@ -1,0 +1,55 @@
+"""Best-effort record of the environment, so two results can be compared honestly.
+
+Every collector swallows its own failure: a missing fact is recorded as absent, never fatal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+from importlib import metadata
+from typing import Any
+
+PACKAGES = ("gevent-probe", "gevent", "greenlet", "psycopg", "psycopg-binary", "psycopg-c",
+            "psycopg-pool", "psycopg2", "psycopg2-binary", "psycogreen", "gunicorn", "locust",
+            "hdrhistogram", "psutil")
+
+
+def collect(database: str) -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "kernel": platform.release(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gib": _memory_gib(),
+        "packages": _packages(),
+        "database": database,
+    }
+
+
+def _packages() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    return found
+
+
+def _cpu_model() -> str | None:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or None
+
+
+def _memory_gib() -> float | None:
+    with contextlib.suppress(Exception):
+        import psutil
+
+        return round(psutil.virtual_memory().total / 2**30, 1)
+    return None

@@ -1,0 +1,73 @@
+"""Spawn a measured process, hand it a job on stdin, read its JSON report from a pipe.
+
+The pyperf pattern: stdout/stderr stay for humans and tracebacks, data travel on a dedicated
+pipe. Each process starts in its own session so that a stuck one can be killed with all
+its children, and it is always reaped before we return.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from probe.lifecycle import stop_group
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerFailed(Exception):
+    """The measured process died, hung or sent no report; the message is one line."""
+
+
+def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
+               timeout_s: float) -> dict[str, Any]:
+    read_fd, write_fd = os.pipe()
+    full_env = {**os.environ, **env}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--pipe", str(write_fd)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        pass_fds=(write_fd,), env=full_env, start_new_session=True,
+    )
+    os.close(write_fd)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=_drain, args=(read_fd, chunks), daemon=True)
+    errors: list[bytes] = []
+    err_reader = threading.Thread(target=_drain_file, args=(proc.stderr, errors), daemon=True)
+    reader.start()
+    err_reader.start()
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(dict(job)).encode())
+        proc.stdin.close()
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise WorkerFailed(f"no report after {timeout_s:.0f} s; the worker was killed") from None
+    except BrokenPipeError:
+        pass
+    finally:
+        stop_group(proc, timeout=2)
+        reader.join(timeout=5)
+        err_reader.join(timeout=5)
+    raw = b"".join(chunks)
+    if proc.returncode != 0 or not raw:
+        tail = b"".join(errors).decode(errors="replace").strip().splitlines()
+        last = tail[-1] if tail else "no output"
+        raise WorkerFailed(f"worker exited with code {proc.returncode}: {last}")
+    return json.loads(raw)
+
+
+def _drain(fd: int, chunks: list[bytes]) -> None:
+    with os.fdopen(fd, "rb") as pipe:
+        while chunk := pipe.read(65536):
+            chunks.append(chunk)
+
+
+def _drain_file(stream: Any, chunks: list[bytes]) -> None:
+    while chunk := stream.read(65536):
+        chunks.append(chunk)

@@ -1,0 +1,76 @@
+"""Pure statistics over HdrHistograms.
+
+Latencies are recorded in microseconds (3 significant digits, up to 1 hour), summarised in
+milliseconds. Histograms travel between processes in HdrHistogram's own compressed encoding
+and are merged by adding counts, never by averaging percentiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from hdrh.histogram import HdrHistogram
+
+from probe.model import LagSummary, LatencySummary
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000
+SIGNIFICANT_DIGITS = 3
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def encode(hist: HdrHistogram) -> str:
+    return hist.encode().decode("ascii")
+
+
+def decode(encoded: str) -> HdrHistogram:
+    return HdrHistogram.decode(encoded.encode("ascii"))
+
+
+def merge(encoded: Iterable[str]) -> HdrHistogram:
+    """Exact merge of encoded histograms (counts are added bucket by bucket)."""
+    total = new_histogram()
+    for item in encoded:
+        if item:
+            total.decode_and_add(item.encode("ascii"))
+    return total
+
+
+def _ms(us: float) -> float:
+    return round(us / 1000.0, 4)
+
+
+def latency_summary(hist: HdrHistogram) -> LatencySummary:
+    if hist.get_total_count() == 0:
+        return LatencySummary(avg=0.0, p50=0.0, p90=0.0, p99=0.0, p999=0.0, max=0.0, count=0)
+    return LatencySummary(
+        avg=_ms(hist.get_mean_value()),
+        p50=_ms(hist.get_value_at_percentile(50)),
+        p90=_ms(hist.get_value_at_percentile(90)),
+        p99=_ms(hist.get_value_at_percentile(99)),
+        p999=_ms(hist.get_value_at_percentile(99.9)),
+        max=_ms(hist.get_max_value()),
+        count=hist.get_total_count(),
+    )
+
+
+def lag_summary(hist: HdrHistogram) -> LagSummary:
+    if hist.get_total_count() == 0:
+        return LagSummary(p50=0.0, p99=0.0, max=0.0, samples=0)
+    return LagSummary(
+        p50=_ms(hist.get_value_at_percentile(50)),
+        p99=_ms(hist.get_value_at_percentile(99)),
+        max=_ms(hist.get_max_value()),
+        samples=hist.get_total_count(),
+    )
+
+
+def median(values: Iterable[float]) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("median of no values")
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

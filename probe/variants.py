@@ -1,0 +1,149 @@
+"""The driver variants gevent-probe measures, and the controls that must always be flagged.
+
+A variant is a recipe a measured process follows: which driver, which psycopg implementation
+(`PSYCOPG_IMPL`), whether the driver is imported before `monkey.patch_all()`, extra
+environment, and for controls the verdict they must get. Controls prove the detectors work:
+if a control is not flagged, the run cannot be trusted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from probe.errors import ProbeError
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    driver: str  # "psycopg" or "psycopg2"
+    description: str
+    impl: str | None = None  # PSYCOPG_IMPL for psycopg variants
+    env: tuple[tuple[str, str], ...] = ()
+    import_before_patch: bool = False
+    psycogreen: bool = False
+    spin_wait: bool = False
+    preload: bool = False  # system mode only: gunicorn --preload, app imports the driver
+    control: bool = False
+    expected: str = "healthy"
+    install_hint: str = ""
+    modes: tuple[str, ...] = field(default=("bench", "run"))
+
+    def environment(self) -> dict[str, str]:
+        env = dict(self.env)
+        if self.impl:
+            env["PSYCOPG_IMPL"] = self.impl
+        return env
+
+
+_PSYCOPG2_HINT = "pip install psycopg2-binary (or psycopg2, built against your libpq)"
+_BINARY_HINT = "pip install 'psycopg[binary]'"
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant(
+        name="psycopg2",
+        driver="psycopg2",
+        description="psycopg2, no wait callback: libpq blocks the whole process",
+        expected="hub-blocking",
+        install_hint=_PSYCOPG2_HINT,
+    ),
+    Variant(
+        name="psycopg2-green",
+        driver="psycopg2",
+        description="psycopg2 + psycogreen.gevent.patch_psycopg()",
+        psycogreen=True,
+        install_hint="pip install psycogreen psycopg2-binary",
+    ),
+    Variant(
+        name="psycopg-binary",
+        driver="psycopg",
+        impl="binary",
+        description="psycopg 3, binary wheel (bundled libpq), gevent patched first",
+        install_hint=_BINARY_HINT,
+    ),
+    Variant(
+        name="psycopg-c",
+        driver="psycopg",
+        impl="c",
+        description="psycopg 3, C extension built against the system libpq",
+        install_hint="pip install 'psycopg[c]' (needs gcc and libpq-dev; psycopg-c must match "
+        "psycopg's version exactly)",
+    ),
+    Variant(
+        name="psycopg-python",
+        driver="psycopg",
+        impl="python",
+        description="psycopg 3, pure-Python implementation over the system libpq",
+        install_hint="install the system libpq (e.g. apt-get install libpq5)",
+    ),
+    Variant(
+        name="wait_c",
+        driver="psycopg",
+        impl="binary",
+        env=(("PSYCOPG_WAIT_FUNC", "wait_c"),),
+        description="control: PSYCOPG_WAIT_FUNC=wait_c forces psycopg to wait in C",
+        control=True,
+        expected="hub-blocking",
+        install_hint=_BINARY_HINT,
+    ),
+    Variant(
+        name="import-before-patch",
+        driver="psycopg",
+        impl="binary",
+        import_before_patch=True,
+        description="control: psycopg imported before monkey.patch_all(), so it picks wait_c",
+        control=True,
+        expected="hub-blocking",
+        install_hint=_BINARY_HINT,
+    ),
+    Variant(
+        name="spin-wait",
+        driver="psycopg",
+        impl="binary",
+        spin_wait=True,
+        description="control: a wait function that polls with zero timeout and yields (burns CPU)",
+        control=True,
+        expected="busy-wait",
+        install_hint=_BINARY_HINT,
+    ),
+    Variant(
+        name="preload",
+        driver="psycopg",
+        impl="binary",
+        preload=True,
+        import_before_patch=True,
+        description="control: gunicorn --preload with an app that imports psycopg at module level",
+        control=True,
+        expected="hub-blocking",
+        install_hint=_BINARY_HINT,
+        modes=("run",),
+    ),
+)
+
+BY_NAME = {v.name: v for v in VARIANTS}
+
+
+def for_mode(mode: str) -> tuple[Variant, ...]:
+    return tuple(v for v in VARIANTS if mode in v.modes)
+
+
+def select(names: str | None, mode: str) -> tuple[Variant, ...]:
+    """Variants named in a comma-separated list (all of the mode's when None or 'all')."""
+    if names is None or names.strip() in ("", "all"):
+        return for_mode(mode)
+    chosen = []
+    for raw in names.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        variant = BY_NAME.get(name)
+        if variant is None:
+            known = ", ".join(v.name for v in for_mode(mode))
+            raise ProbeError(f"unknown variant {name!r}; known: {known}")
+        if mode not in variant.modes:
+            raise ProbeError(f"variant {name!r} only exists in mode(s) {', '.join(variant.modes)}")
+        if variant not in chosen:
+            chosen.append(variant)
+    if not chosen:
+        raise ProbeError("no variant selected")
+    return tuple(chosen)
