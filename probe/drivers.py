@@ -55,14 +55,18 @@ class Driver:
 
 def activate(variant: Variant) -> Driver:
     """Patch gevent and import the driver in the variant's order; return a ready Driver."""
-    module = None
     if variant.import_before_patch:
-        module = _import(variant)  # the trap: psycopg sees an unpatched select -> wait_c
+        _import(variant)  # the trap: psycopg sees an unpatched select and picks wait_c
     from gevent import monkey
 
     monkey.patch_all()
-    if module is None:
-        module = _import(variant)
+    return load(variant)
+
+
+def load(variant: Variant) -> Driver:
+    """Import the driver in a process where gevent has already patched (or will not, for the
+    preload control); install psycogreen or the spinning wait when the variant asks."""
+    module = _import(variant)
     if variant.psycogreen:
         from psycogreen.gevent import patch_psycopg
 
