@@ -29,8 +29,17 @@ SUPERUSER = "probe"
 READY_TIMEOUT_S = 30.0
 
 
+BINDIR_ENV = "GEVENT_PROBE_PG_BINDIR"
+
+
 def find_bindir() -> Path:
-    """Directory holding initdb and postgres: PATH, then pg_config --bindir, then Debian's."""
+    """Directory holding initdb and postgres: $GEVENT_PROBE_PG_BINDIR if set, else PATH, then
+    pg_config --bindir, then Debian's /usr/lib/postgresql/*/bin (newest first)."""
+    forced = os.environ.get(BINDIR_ENV)
+    if forced:
+        if (Path(forced) / "initdb").is_file() and (Path(forced) / "postgres").is_file():
+            return Path(forced)
+        raise ProbeError(f"{BINDIR_ENV}={forced} holds no initdb and postgres binaries")
     candidates: list[Path] = []
     on_path = shutil.which("initdb")
     if on_path:

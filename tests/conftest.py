@@ -1,0 +1,58 @@
+"""Shared fixtures: a real embedded PostgreSQL, and a check that nothing outlives a test."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from probe.postgres import TEMP_PREFIX, EphemeralCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    with EphemeralCluster() as pg:
+        yield pg
+
+
+def probe_cli(*args: str, timeout: float = 300, env: dict | None = None,
+              cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "probe", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                          cwd=cwd or ROOT)
+
+
+def temp_clusters() -> set[str]:
+    return set(glob.glob(f"/tmp/{TEMP_PREFIX}*"))
+
+
+def leftover_processes(marker: str) -> list[str]:
+    """Processes whose command line mentions `marker` (a temp dir, a module name)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if marker in cmdline and proc.pid != os.getpid():
+            found.append(f"{proc.pid} {cmdline}")
+    return found
+
+
+def pytest_addoption(parser):
+    parser.addoption("--all", action="store_true",
+                     help="also run the slow end-to-end tests (what CI runs)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--all"):
+        return
+    slow = [item for item in items if "slow" in item.keywords]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if "slow" not in item.keywords]

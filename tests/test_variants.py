@@ -1,0 +1,31 @@
+import pytest
+
+from probe import variants
+from probe.errors import ProbeError
+
+
+def test_all_bench_variants_in_order():
+    names = [v.name for v in variants.select(None, "bench")]
+    assert names == ["psycopg2", "psycopg2-green", "psycopg-binary", "psycopg-c",
+                     "psycopg-python", "wait_c", "import-before-patch", "spin-wait"]
+
+
+def test_select_by_name_keeps_order_and_drops_duplicates():
+    chosen = variants.select("wait_c, psycopg2,wait_c", "bench")
+    assert [v.name for v in chosen] == ["wait_c", "psycopg2"]
+
+
+def test_unknown_variant_names_the_known_ones():
+    with pytest.raises(ProbeError, match="unknown variant 'nope'; known: psycopg2"):
+        variants.select("nope", "bench")
+
+
+def test_preload_exists_only_in_system_mode():
+    with pytest.raises(ProbeError, match="only exists in mode"):
+        variants.select("preload", "bench")
+    assert variants.select("preload", "run")[0].preload
+
+
+def test_environment_carries_impl_and_wait_func():
+    env = variants.BY_NAME["wait_c"].environment()
+    assert env == {"PSYCOPG_WAIT_FUNC": "wait_c", "PSYCOPG_IMPL": "binary"}
