@@ -19,7 +19,7 @@ def bench_run(tmp_path_factory):
 
 
 def test_bench_completes_and_leaves_nothing_running(bench_run):
-    proc, out, before = bench_run
+    proc, _out, before = bench_run
     assert proc.returncode == 0, proc.stderr
     assert temp_clusters() == before
     assert not leftover_processes("probe.worker")
