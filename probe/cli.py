@@ -41,6 +41,41 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--block-threshold-ms", type=float,
                        help="a hub stall longer than this is a block event (default 10, minimum 2)")
 
+    run = sub.add_parser("run", help="system mode: gunicorn gevent workers under locust load")
+    _common(run)
+    run.add_argument("--users", "-u", type=int, help="locust users (default 50)")
+    run.add_argument("--spawn-rate", "-r", type=float, help="users started per second "
+                     "(default 50)")
+    run.add_argument("--duration", "-t", type=float, help="seconds of load per variant "
+                     "(default 10, at most 3600)")
+    run.add_argument("--scenario", choices=("mixed", "select1"),
+                     help="mixed (default): SELECT 1 plus a trickle of slow queries, which "
+                     "exposes hub blocking; select1: the pure load, which hides it")
+    run.add_argument("--slow-share", type=float, help="share of mixed users on the slow route "
+                     "(default 0.1)")
+    run.add_argument("--slow-ms", type=int, help="server-side sleep of the slow route "
+                     "(default 50)")
+    run.add_argument("--locustfile", help="your own locustfile instead of a scenario")
+    run.add_argument("--locust-processes", type=int, help="locust processes (master + N "
+                     "workers, locust's own distributed mode) to use several cores")
+    run.add_argument("--locust-master-bind", help="HOST:PORT the locust master binds, for "
+                     "workers started on other machines (default 127.0.0.1)")
+    run.add_argument("--workers", "-w", type=int, help="gunicorn workers (default 1)")
+    run.add_argument("--worker-connections", type=int, help="gunicorn worker_connections "
+                     "(default 1000)")
+    run.add_argument("--pool", choices=("probe", "native"), help="probe (default): the same "
+                     "per-worker pool for every driver; native: psycopg_pool / psycopg2.pool")
+    run.add_argument("--pool-size", type=int, help="connections per worker (default 10)")
+    run.add_argument("--app", help="your WSGI app as module:callable instead of the sample app")
+    run.add_argument("--chdir", help="directory to import --app from")
+    run.add_argument("--probe-concurrency", type=int, help="concurrent /sleep requests of the "
+                     "serialisation probe (default 16)")
+    run.add_argument("--sleep-ms", type=float, help="sleep of the serialisation probe "
+                     "(default 50)")
+    run.add_argument("--rounds", type=int, help="serialisation probe rounds (default 3)")
+    run.add_argument("--block-threshold-ms", type=float,
+                     help="a hub stall longer than this is a block event (default 10)")
+
     variants = sub.add_parser("variants", help="list the variants and whether each can run here")
     variants.add_argument("--mode", choices=("bench", "run"), default="bench")
     return parser
@@ -79,7 +114,31 @@ def _interrupt(signum: int, frame: Any) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "variants":
         return _variants(args)
+    if args.command == "run":
+        return _run(args)
     return _bench(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from probe import config as config_mod
+    from probe import format as fmt
+    from probe import postgres, results
+    from probe.load import locustfile_for
+    from probe.system import from_run_config, run_system
+    from probe.variants import select
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    settings = config_mod.build(config_mod.RunConfig,
+                                config_mod.load_table(args.config, "run"), flags).validate()
+    select(settings.variants, "run")  # unknown names fail before any server starts
+    system = from_run_config(settings)
+    locustfile_for(system.load)
+    with postgres.database(settings.dsn) as (dsn, database), _progress() as progress:
+        run = run_system(system, dsn, database, progress)
+    path = results.write(run, settings.json_path or results.default_path(settings.output_dir, run))
+    print(fmt.run_table(run, color=sys.stdout.isatty()), end="")
+    print(f"results: {path}")
+    return EXIT_OK
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -85,3 +85,51 @@ def build(cls: type, file_values: dict[str, Any], flag_values: dict[str, Any]) -
         return cls(**merged)
     except TypeError as ex:
         raise ProbeError(f"invalid settings: {ex}") from None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of `gevent-probe run` (system mode), flat as in flags and the [run] table."""
+
+    variants: str | None = None
+    users: int = 50
+    spawn_rate: float = 50.0
+    duration: float = 10.0
+    scenario: str = "mixed"
+    locustfile: str | None = None
+    locust_processes: int = 1
+    locust_master_bind: str | None = None
+    slow_share: float = 0.1
+    slow_ms: int = 50
+    workers: int = 1
+    worker_connections: int = 1000
+    pool: str = "probe"
+    pool_size: int = 10
+    app: str | None = None
+    chdir: str | None = None
+    probe_concurrency: int = 16
+    sleep_ms: float = 50.0
+    rounds: int = 3
+    block_threshold_ms: float = 10.0
+    dsn: str | None = None
+    output_dir: Path = Path("reports")
+    json_path: Path | None = None
+
+    def validate(self) -> RunConfig:
+        for name in ("users", "spawn_rate", "duration", "locust_processes", "workers",
+                     "worker_connections", "pool_size", "probe_concurrency", "sleep_ms",
+                     "rounds", "slow_ms"):
+            _positive(name.replace("_", "-"), getattr(self, name))
+        if self.duration > 3600:
+            raise ProbeError("--duration is capped at 3600 s: load runs must stay bounded")
+        if not 0 <= self.slow_share < 1:
+            raise ProbeError(f"--slow-share must be in [0, 1), got {self.slow_share}")
+        if self.pool not in ("probe", "native"):
+            raise ProbeError(f"--pool must be 'probe' or 'native', got {self.pool!r}")
+        if self.app is not None and ":" not in self.app:
+            raise ProbeError(f"--app must look like module:callable, got {self.app!r}")
+        if self.locustfile is not None and not Path(self.locustfile).is_file():
+            raise ProbeError(f"--locustfile {self.locustfile} not found")
+        if self.chdir is not None and not Path(self.chdir).is_dir():
+            raise ProbeError(f"--chdir {self.chdir} is not a directory")
+        return self

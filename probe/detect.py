@@ -20,6 +20,7 @@ SERIAL_FRACTION = 0.5
 # Measured: 0.01-0.1 for real drivers, 0.95-1.0 for the spinning control.
 BURN_RATIO = 0.5
 MIN_QUERIES = 100
+LOADGEN_SATURATION = 0.9  # share of one core used by the busiest locust process
 MAX_ERROR_RATE = 0.01
 PSYCOPG_GEVENT_CHECK = (3, 1, 14)  # first psycopg that avoids wait_c under gevent (PR #688)
 
@@ -44,8 +45,11 @@ def judge(result: VariantResult) -> Judgement:
     burning = result.cpu.burn_ratio >= BURN_RATIO
     evidence = [_serialisation_sentence(result, serialised), _cpu_sentence(result),
                 _lag_sentence(result)]
+    if result.system is not None:
+        evidence.insert(0, _system_sentence(result))
     if serialised:
-        evidence.append(_latency_paradox(result))
+        if result.system is None:
+            evidence.append(_latency_paradox(result))
         evidence.append(_wait_sentence(result.runtime))
         return Judgement("hub-blocking", tuple(evidence), hub_blocking_fix(result.runtime))
     if burning:
@@ -55,7 +59,7 @@ def judge(result: VariantResult) -> Judgement:
 
 
 def _untrustworthy(result: VariantResult) -> list[str]:
-    problems = []
+    problems = _system_untrustworthy(result)
     attempts = result.latency_ms.count + result.errors
     if attempts and result.errors / attempts > MAX_ERROR_RATE:
         problems.append(f"{result.errors} of {attempts} queries failed "
@@ -68,7 +72,33 @@ def _untrustworthy(result: VariantResult) -> list[str]:
     return problems
 
 
+def _system_untrustworthy(result: VariantResult) -> list[str]:
+    system = result.system
+    if system is None:
+        return []
+    problems = []
+    if system.loadgen_saturated:
+        problems.append(f"The load generator used {100 * system.loadgen_core_share:.0f}% of a "
+                        f"core (limit {100 * LOADGEN_SATURATION:.0f}%): it measured itself, "
+                        "not the app.")
+    if system.error_rate > MAX_ERROR_RATE:
+        problems.append(f"{100 * system.error_rate:.1f}% of HTTP requests failed, above 1%.")
+    return problems
+
+
+def _system_sentence(result: VariantResult) -> str | None:
+    system = result.system
+    if system is None:
+        return None
+    parts = [f"{r.name} p50/p99 {r.latency_ms.p50:.1f}/{r.latency_ms.p99:.1f} ms "
+             f"({r.requests} requests)" for r in system.routes]
+    return (f"Under {system.users} users ({system.scenario}) for {system.duration_s:g} s: "
+            f"{system.rps:,.0f} RPS; " + ", ".join(parts) + ".")
+
+
 def _rerun_fix(result: VariantResult) -> str:
+    if result.system is not None and result.system.loadgen_saturated:
+        return "Give locust more cores with --locust-processes N, or fewer --users."
     if result.errors:
         return "Look at the first error above, fix the database side, and run again."
     return "Run again with more --queries, a longer --duration or more --concurrency."

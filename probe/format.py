@@ -96,3 +96,32 @@ def variants_table(rows: list, color: bool = False, width: int = 140) -> str:
             table.add_row(variant.name, expected, "[green]yes[/]", runs, variant.description)
     text = _render(table, color=color, width=width)
     return text + "".join(f"\n{note}\n" for note in notes)
+
+
+def run_table(run: RunResult, color: bool = False, width: int = 170) -> str:
+    """`gevent-probe run`: what users felt over HTTP beside what the workers saw inside."""
+    table = Table(title=f"gevent-probe run — {run.environment.get('database', '')}",
+                  title_justify="left")
+    for header, justify in (("variant", "left"), ("verdict", "left"), ("wait", "left"),
+                            ("RPS", "right"), ("select1 avg", "right"), ("p99", "right"),
+                            ("slow p99", "right"), ("db avg", "right"), ("sleeps", "right"),
+                            ("cpu burn", "right"), ("lag max", "right"), ("stalls", "right"),
+                            ("workers", "right"), ("locust cpu", "right")):
+        table.add_column(header, justify=justify, no_wrap=True)
+    for r in run.variants:
+        s = r.system
+        if s is None:
+            continue
+        slow = next((route for route in s.routes if route.name != "select1"), None)
+        table.add_row(
+            r.name, f"[{STYLE.get(r.verdict, '')}]{r.verdict}[/]",
+            r.wait_function.rsplit(".", 1)[-1], f"{s.rps:,.0f}",
+            f"{r.latency_ms.avg:.1f}", f"{r.latency_ms.p99:.1f}",
+            f"{slow.latency_ms.p99:.1f}" if slow else "-", f"{s.db_latency_ms.avg:.2f}",
+            f"{r.serialization.ratio:.1f}x", f"{100 * r.cpu.burn_ratio:.0f}%",
+            f"{r.loop_lag_ms.max:.0f}", str(r.hub_blocks.count),
+            "/".join(str(w.requests) for w in s.workers) or "-",
+            f"{100 * s.loadgen_core_share:.0f}%",
+        )
+    note = "latencies in ms, over HTTP, from our HdrHistogram; workers: requests each served\n"
+    return _render(table, color=color, width=width) + note + details(run)

@@ -131,6 +131,45 @@ class Unavailable:
 
 
 @dataclass(frozen=True)
+class RouteStats:
+    """One HTTP route under load, from our HdrHistogram, beside locust's rounded view."""
+
+    name: str
+    latency_ms: LatencySummary
+    requests: int
+    failures: int
+    rps: float
+    locust_p50_ms: float | None = None
+    locust_p99_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    pid: int
+    requests: int
+    cpu_s: float
+    wait_function: str
+
+
+@dataclass(frozen=True)
+class SystemView:
+    """What users felt (HTTP) and what the gunicorn workers saw, in system mode."""
+
+    scenario: str
+    users: int
+    duration_s: float
+    rps: float
+    error_rate: float
+    routes: tuple[RouteStats, ...]
+    db_latency_ms: LatencySummary  # the workers' own timing of their SELECT 1 calls
+    workers: tuple[WorkerSummary, ...]
+    worker_cpu_share: float  # CPU seconds of all workers / load wall time
+    loadgen_processes: int
+    loadgen_core_share: float  # busiest locust process: CPU seconds / load wall time
+    loadgen_saturated: bool
+
+
+@dataclass(frozen=True)
 class VariantResult:
     name: str
     driver: str
@@ -148,6 +187,7 @@ class VariantResult:
     runtime: Runtime
     errors: int
     latency_hdr: str
+    system: SystemView | None = None  # system mode (`gevent-probe run`) only
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,7 @@ VARIANTS: tuple[Variant, ...] = (
         control=True,
         expected="hub-blocking",
         install_hint=_BINARY_HINT,
+        modes=("bench",),  # under gunicorn the same trap is the `preload` variant
     ),
     Variant(
         name="spin-wait",

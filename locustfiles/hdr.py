@@ -1,0 +1,189 @@
+"""Every locust response time in an HdrHistogram per request name, at microsecond resolution.
+
+Locust's own percentiles come from response times rounded to 1 ms below 100 ms (10 ms below
+1 s, ...); these histograms keep 3 significant digits of the microseconds. In a distributed
+run (`--processes N`, or `--master` / `--worker`) each worker ships its histograms with every
+stats report and starts afresh, and the master adds them bucket by bucket, so the result is
+exact. The master, or the only process of a local run, writes everything to
+$GEVENT_PROBE_LOAD_OUT when locust quits.
+
+Imported by the locustfiles next to it as `hdr`; importing it registers the listeners once
+per process, even if it is imported again under another name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+from locust import events
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from probe import stats
+
+OUT_ENV = "GEVENT_PROBE_LOAD_OUT"
+REPORT_KEY = "gevent_probe_hdr"  # our entry in locust's worker -> master stats message
+
+
+class Recorder:
+    """Histograms (µs), request and failure counts, per request name."""
+
+    def __init__(self) -> None:
+        self.histograms: dict[str, HdrHistogram] = {}
+        self.requests: dict[str, int] = {}
+        self.failures: dict[str, int] = {}
+
+    def record(self, name: str, response_time_ms: float | None, failed: bool) -> None:
+        self.requests[name] = self.requests.get(name, 0) + 1
+        if failed:
+            self.failures[name] = self.failures.get(name, 0) + 1
+        if response_time_ms is None:  # locust counts these without a time too
+            return
+        self._histogram(name).record_value(max(0, round(response_time_ms * 1000)))
+
+    def export(self) -> dict[str, Any]:
+        return {
+            "histograms": {n: stats.encode(h) for n, h in self.histograms.items()},
+            "requests": dict(self.requests),
+            "failures": dict(self.failures),
+        }
+
+    def absorb(self, exported: dict[str, Any]) -> None:
+        """Add another process's export: exact, counts are added bucket by bucket."""
+        for name, encoded in exported.get("histograms", {}).items():
+            self._histogram(name).decode_and_add(encoded.encode("ascii"))
+        for name, n in exported.get("requests", {}).items():
+            self.requests[name] = self.requests.get(name, 0) + n
+        for name, n in exported.get("failures", {}).items():
+            self.failures[name] = self.failures.get(name, 0) + n
+
+    def reset(self) -> None:
+        self.histograms.clear()
+        self.requests.clear()
+        self.failures.clear()
+
+    def _histogram(self, name: str) -> HdrHistogram:
+        hist = self.histograms.get(name)
+        if hist is None:
+            hist = self.histograms[name] = stats.new_histogram()
+        return hist
+
+
+def _locust_stats(environment: Environment) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for (name, method), entry in environment.stats.entries.items():
+        key = name if method == "GET" else f"{method} {name}"
+        out[key] = {
+            "method": method,
+            "num_requests": entry.num_requests,
+            "num_failures": entry.num_failures,
+            "avg_response_time": entry.avg_response_time,
+            "max_response_time": entry.max_response_time,
+            "p50": entry.get_response_time_percentile(0.5),
+            "p90": entry.get_response_time_percentile(0.9),
+            "p99": entry.get_response_time_percentile(0.99),
+            "p999": entry.get_response_time_percentile(0.999),
+        }
+    return out
+
+
+def _summary_ms(hist: HdrHistogram) -> dict[str, Any]:
+    summary = stats.latency_summary(hist)
+    return {"count": summary.count, "avg": summary.avg, "p50": summary.p50, "p90": summary.p90,
+            "p99": summary.p99, "p999": summary.p999, "max": summary.max}
+
+
+def load_report(recorder: Recorder, environment: Environment) -> dict[str, Any]:
+    """The $GEVENT_PROBE_LOAD_OUT document: histograms in µs, summaries and locust's in ms."""
+    runner = environment.runner
+    return {
+        **recorder.export(),
+        "unit": "us",
+        "summary_ms": {n: _summary_ms(h) for n, h in recorder.histograms.items()},
+        "locust_stats": _locust_stats(environment),
+        "mode": "master" if isinstance(runner, MasterRunner) else "local",
+        "workers_reported": sorted(_reporters),
+    }
+
+
+def write_report(path: str, recorder: Recorder, environment: Environment) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(load_report(recorder, environment), f, indent=1)
+    os.replace(tmp, path)  # a reader never sees half a file
+
+
+_reporters: set[str] = set()
+
+
+def _on_request(name: str, response_time: float | None, exception: BaseException | None = None,
+                **_kw: Any) -> None:
+    RECORDER.record(name, response_time, failed=exception is not None)
+
+
+def _on_report_to_master(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
+    # Fired in a worker just before each stats message: ship what was recorded, start afresh,
+    # exactly as locust does with its own stats.
+    data[REPORT_KEY] = RECORDER.export()
+    RECORDER.reset()
+
+
+def _on_worker_report(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
+    exported = data.get(REPORT_KEY)
+    if exported:
+        _reporters.add(client_id)
+        RECORDER.absorb(exported)
+
+
+def _on_test_start(environment: Environment, **_kw: Any) -> None:
+    RECORDER.reset()  # locust clears its stats for a new test too
+
+
+def _on_spawning_complete(user_count: int, **_kw: Any) -> None:
+    env = _environment.get("env")
+    if env is not None and env.reset_stats:  # --reset-stats: mirror locust's reset
+        RECORDER.reset()
+
+
+def _on_reset_stats(**_kw: Any) -> None:
+    RECORDER.reset()
+
+
+def _on_init(environment: Environment, **_kw: Any) -> None:
+    _environment["env"] = environment
+
+
+def _on_quitting(environment: Environment, **_kw: Any) -> None:
+    # Runs after the master's own quitting listener (locust fires quitting in reverse order of
+    # registration, and ours was registered first), i.e. after the workers' final reports.
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    path = os.environ.get(OUT_ENV)
+    if path:
+        write_report(path, RECORDER, environment)
+
+
+_environment: dict[str, Environment] = {}
+
+
+def _register() -> Recorder:
+    existing = getattr(events, "_gevent_probe_recorder", None)
+    if existing is not None:
+        return existing
+    recorder = Recorder()
+    events.init.add_listener(_on_init)
+    events.request.add_listener(_on_request)
+    events.report_to_master.add_listener(_on_report_to_master)
+    events.worker_report.add_listener(_on_worker_report)
+    events.test_start.add_listener(_on_test_start)
+    events.spawning_complete.add_listener(_on_spawning_complete)
+    events.reset_stats.add_listener(_on_reset_stats)
+    events.quitting.add_listener(_on_quitting)
+    events._gevent_probe_recorder = recorder  # type: ignore[attr-defined]
+    return recorder
+
+
+RECORDER = _register()
