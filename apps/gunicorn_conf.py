@@ -31,4 +31,4 @@ def worker_exit(server: Any, worker: Any) -> None:
         return
     app = sys.modules.get("apps.probe_app")
     if app is not None:  # None when the app failed to load: nothing to report
-        app.dump_stats()
+        app.on_worker_exit()

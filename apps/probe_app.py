@@ -111,6 +111,11 @@ class ProbePool:
         finally:
             self._slots.release()
 
+    def close(self) -> None:
+        while self._idle.qsize():
+            with contextlib.suppress(Exception):
+                self._idle.get_nowait().close()
+
     def _give_back(self, conn: Any, reusable: bool) -> None:
         if reusable:
             self._idle.put(conn)
@@ -125,7 +130,7 @@ class NativePool:
 
     def __init__(self, driver: drivers.Driver, dsn: str, size: int) -> None:
         self.driver, self.size = driver, size
-        self.opened = 0  # not tracked by the native pools
+        self.opened = 0  # psycopg_pool opens and replaces connections on its own: not tracked
         self.discarded = 0
         if driver.variant.driver == "psycopg":
             from psycopg_pool import ConnectionPool
@@ -137,15 +142,29 @@ class NativePool:
             from gevent.lock import BoundedSemaphore
             from psycopg2.pool import ThreadedConnectionPool
 
-            self._pool = ThreadedConnectionPool(0, size, dsn)
+            # minconn=size: with fewer, putconn closes every connection beyond minconn, so the
+            # pool would reconnect on almost every request.
+            self._pool = ThreadedConnectionPool(size, size, dsn)
+            self.opened = size
             # ThreadedConnectionPool raises instead of waiting when exhausted.
             self._slots = BoundedSemaphore(size)
+
+    def close(self) -> None:
+        # Explicitly: psycopg_pool's __del__ at interpreter exit fails under gevent
+        # ("greenlet is being finalized") and prints a traceback.
+        if self._slots is None:
+            self._pool.close(timeout=1.0)
+        else:
+            self._pool.closeall()
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:
         if self._slots is None:
             with self._pool.connection() as conn:  # discards broken connections itself
-                yield conn
+                try:
+                    yield conn
+                finally:
+                    self.discarded += self.driver.is_broken(conn)
             return
         self._slots.acquire()
         try:
@@ -171,12 +190,11 @@ class WorkerState:
     def __init__(self, serving: bool = True) -> None:
         self.pid = os.getpid()
         self.pool: ProbePool | NativePool | None = None
+        self._pool_lock: Any = None
         self.monitor: Any = None
-        if serving:  # an idle worker's final report must not open connections or threads
+        if serving:  # an idle worker's final report must not start threads
             from probe.monitor import LoopMonitor
 
-            pool_class = ProbePool if POOL_KIND == "probe" else NativePool
-            self.pool = pool_class(DRIVER, DSN, POOL_SIZE)
             self.monitor = LoopMonitor(threshold_s=BLOCK_THRESHOLD_MS / 1000.0)
             self.monitor.start()
         self.reset()
@@ -201,14 +219,27 @@ class WorkerState:
             self.first_error = f"{type(ex).__name__}: {ex}".strip().splitlines()[0]
 
     def db_call(self, route: str, call: Callable[[Any], Any]) -> Any:
-        assert self.pool is not None
+        pool = self.pool or self._open_pool()
         t0 = time.perf_counter_ns()
-        with self.pool.connection() as conn:
+        with pool.connection() as conn:
             t1 = time.perf_counter_ns()
             self.pool_wait.record_value((t1 - t0) // 1000)
             result = call(conn)
             self.db_latency[route].record_value((time.perf_counter_ns() - t1) // 1000)
         return result
+
+    def _open_pool(self) -> ProbePool | NativePool:
+        # On the first DB request, so /healthz and /diag never connect. Under a lock: a native
+        # psycopg2 pool connects in its constructor, and may yield to other requests meanwhile.
+        from gevent.lock import Semaphore
+
+        if self._pool_lock is None:
+            self._pool_lock = Semaphore()
+        with self._pool_lock:
+            if self.pool is None:
+                pool_class = ProbePool if POOL_KIND == "probe" else NativePool
+                self.pool = pool_class(DRIVER, DSN, POOL_SIZE)
+            return self.pool
 
     def snapshot(self) -> dict[str, Any]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -268,6 +299,16 @@ def dump_stats() -> str | None:
         json.dump(data, f)
     os.replace(tmp, path)  # readers never see half a file
     return path
+
+
+def on_worker_exit() -> None:
+    """gunicorn's worker_exit hook, in the exiting worker: final stats, then close the pool."""
+    try:
+        dump_stats()
+    finally:
+        state = _state
+        if state is not None and state.pid == os.getpid() and state.pool is not None:
+            state.pool.close()
 
 
 def diag() -> dict[str, Any]:

@@ -27,6 +27,8 @@ from probe.postgres import free_port
 APPS_DIR = Path(__file__).resolve().parent.parent / "apps"
 GUNICORN_CONF = APPS_DIR / "gunicorn_conf.py"
 DEFAULT_APP = "apps.probe_app:application"
+BYO_APP = "apps.byo:application"  # the user's app, with the probe's routes under BYO_PREFIX
+BYO_PREFIX = "/_probe"
 READY_TIMEOUT_S = 30.0
 
 
@@ -35,6 +37,7 @@ class Gunicorn:
     app: str
     env: Mapping[str, str]
     stats_dir: Path
+    prefix: str = ""  # where the probe's routes live
     workers: int = 1
     worker_connections: int = 1000
     preload: bool = False
@@ -76,7 +79,7 @@ class Gunicorn:
             if self.proc is None or self.proc.poll() is not None:
                 raise ProbeError(f"gunicorn exited during start-up: {self.log_tail()}")
             try:
-                get(self.url + "/healthz", timeout=1)
+                get(self.url + self.prefix + "/healthz", timeout=1)
                 return
             except (OSError, urllib.error.URLError):
                 time.sleep(0.1)

@@ -37,7 +37,7 @@ from probe.model import (
     WorkerSummary,
     from_dict,
 )
-from probe.server import DEFAULT_APP, Gunicorn, get, get_json
+from probe.server import BYO_APP, BYO_PREFIX, DEFAULT_APP, Gunicorn, get, get_json
 from probe.variants import Variant, select
 
 
@@ -107,7 +107,8 @@ def measure_variant(variant: Variant, config: SystemConfig, dsn: str, workdir: P
     found = check(variant)  # a driver that cannot import would only crash gunicorn
     if isinstance(found, Unavailable):
         return found
-    server = Gunicorn(app=config.app or DEFAULT_APP, env=_app_env(variant, config, dsn),
+    server = Gunicorn(app=BYO_APP if config.app else DEFAULT_APP,
+                      env=_app_env(variant, config, dsn), prefix=_prefix(config),
                       stats_dir=workdir, workers=config.workers,
                       worker_connections=config.worker_connections, preload=variant.preload,
                       chdir=config.chdir)
@@ -125,8 +126,13 @@ def measure_variant(variant: Variant, config: SystemConfig, dsn: str, workdir: P
     return summarize(variant, config, runtimes, rounds, outcome, server.final_stats(), dsn)
 
 
+def _prefix(config: SystemConfig) -> str:
+    return BYO_PREFIX if config.app else ""
+
+
 def _app_env(variant: Variant, config: SystemConfig, dsn: str) -> dict[str, str]:
-    return {**variant.environment(), "GEVENT_PROBE_VARIANT": variant.name,
+    byo = {"GEVENT_PROBE_USER_APP": config.app} if config.app else {}
+    return {**byo, **variant.environment(), "GEVENT_PROBE_VARIANT": variant.name,
             "GEVENT_PROBE_DSN": dsn, "GEVENT_PROBE_POOL": config.pool,
             "GEVENT_PROBE_POOL_SIZE": str(config.pool_size),
             "GEVENT_PROBE_BLOCK_THRESHOLD_MS": str(config.block_threshold_ms)}
@@ -137,7 +143,7 @@ def _each_worker(server: Gunicorn, path: str) -> dict[int, Any]:
     wanted = set(server.worker_pids())
     seen: dict[int, Any] = {}
     for _ in range(50 * max(1, len(wanted))):
-        reply = get_json(server.url + path)
+        reply = get_json(server.url + server.prefix + path)
         seen.setdefault(reply["pid"], reply)
         if wanted and wanted <= set(seen):
             break
@@ -151,7 +157,7 @@ def _diag_all(server: Gunicorn) -> dict[int, Runtime]:
 
 def _reset_all(server: Gunicorn) -> None:
     for _ in range(20):
-        get(server.url + "/select1")  # warm the pools before the measured phase
+        get(server.url + server.prefix + "/select1")  # warm the pools before measuring
     _each_worker(server, "/stats?reset=1")
 
 
@@ -161,7 +167,7 @@ def _sleep_round(server: Gunicorn, config: SystemConfig) -> tuple[float, float]:
 
     workers = [psutil.Process(pid) for pid in server.worker_pids()]
     barrier = threading.Barrier(config.probe_concurrency + 1)
-    url = f"{server.url}/sleep?ms={config.sleep_ms:g}"
+    url = f"{server.url}{server.prefix}/sleep?ms={config.sleep_ms:g}"
 
     def one() -> None:
         barrier.wait()
