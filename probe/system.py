@@ -40,6 +40,8 @@ from probe.model import (
 from probe.server import BYO_APP, BYO_PREFIX, DEFAULT_APP, Gunicorn, get, get_json
 from probe.variants import Variant, select
 
+LOAD_ROUTES = ("select1", "sleep", "app")  # "app": the user's own routes (apps/byo.py)
+
 
 @dataclass(frozen=True)
 class SystemConfig:
@@ -205,10 +207,10 @@ def summarize(variant: Variant, config: SystemConfig, runtimes: dict[int, Runtim
     select1 = next((r for r in routes if r.name == "select1"), routes[0] if routes else None)
     requests = sum(r.requests for r in routes)
     failures = sum(r.failures for r in routes)
-    db = stats.merge(h for w in worker_stats for h in w.get("db_latency_hdr", {}).values())
+    db = stats.merge(w.get("db_latency_hdr", {}).get("select1", "") for w in worker_stats)
     lag = stats.lag_summary(stats.merge(w.get("lag_hdr", "") for w in worker_stats))
     worker_cpu = sum(w.get("cpu_s", 0.0) for w in worker_stats)
-    served = sum(sum(w.get("requests", {}).values()) for w in worker_stats)
+    served = sum(_served(w) for w in worker_stats)
     wall = stats.median(r[0] for r in rounds)
     per_worker_c = max(1, config.probe_concurrency // max(1, config.workers))
     frames = next((tuple(w["stall_first_frames"]) for w in worker_stats
@@ -220,7 +222,7 @@ def summarize(variant: Variant, config: SystemConfig, runtimes: dict[int, Runtim
         rps=round(requests / config.load.duration_s, 1),
         error_rate=round(failures / requests, 4) if requests else 0.0,
         routes=tuple(routes), db_latency_ms=stats.latency_summary(db),
-        workers=tuple(WorkerSummary(pid=w["pid"], requests=sum(w.get("requests", {}).values()),
+        workers=tuple(WorkerSummary(pid=w["pid"], requests=_served(w),
                                     cpu_s=round(w.get("cpu_s", 0.0), 3),
                                     wait_function=runtimes.get(w["pid"], runtime).wait_function)
                       for w in worker_stats),
@@ -253,6 +255,11 @@ def summarize(variant: Variant, config: SystemConfig, runtimes: dict[int, Runtim
     judgement = detect.judge(result)
     return dataclasses.replace(result, verdict=judgement.verdict, evidence=judgement.evidence,
                                fix=judgement.fix)
+
+
+def _served(worker: dict[str, Any]) -> int:
+    """Requests of the load (not the probe's own diag/stats/healthz calls)."""
+    return sum(n for route, n in worker.get("requests", {}).items() if route in LOAD_ROUTES)
 
 
 def _per(worker_stats: list[dict[str, Any]], key: str, served: int) -> float:
