@@ -35,11 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--queries", type=int, help="SELECT 1 per connection (default 300)")
     bench.add_argument("--duration", type=float, help="seconds of SELECT 1 load instead of "
                        "--queries")
-    bench.add_argument("--sleep-ms", type=float, help="server-side sleep of the serialisation "
-                       "probe (default 50)")
-    bench.add_argument("--rounds", type=int, help="serialisation probe rounds (default 3)")
-    bench.add_argument("--block-threshold-ms", type=float,
-                       help="a hub stall longer than this is a block event (default 10, minimum 2)")
+    _probe_flags(bench)
 
     run = sub.add_parser("run", help="system mode: gunicorn gevent workers under locust load")
     _common(run)
@@ -70,15 +66,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--chdir", help="directory to import --app from")
     run.add_argument("--probe-concurrency", type=int, help="concurrent /sleep requests of the "
                      "serialisation probe (default 16)")
-    run.add_argument("--sleep-ms", type=float, help="sleep of the serialisation probe "
-                     "(default 50)")
-    run.add_argument("--rounds", type=int, help="serialisation probe rounds (default 3)")
-    run.add_argument("--block-threshold-ms", type=float,
-                     help="a hub stall longer than this is a block event (default 10)")
+    _probe_flags(run)
 
     variants = sub.add_parser("variants", help="list the variants and whether each can run here")
     variants.add_argument("--mode", choices=("bench", "run"), default="bench")
     return parser
+
+
+def _probe_flags(parser: argparse.ArgumentParser) -> None:
+    """The serialisation probe and stall watchdog, shared by bench and run."""
+    parser.add_argument("--sleep-ms", type=float, help="server-side sleep of the "
+                        "serialisation probe (default 50)")
+    parser.add_argument("--rounds", type=int, help="serialisation probe rounds (default 3)")
+    parser.add_argument("--block-threshold-ms", type=float, help="a hub stall longer than "
+                        "this is a block event (default 10, minimum 2)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
