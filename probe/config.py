@@ -118,8 +118,10 @@ class RunConfig:
     def validate(self) -> RunConfig:
         for name in ("users", "spawn_rate", "duration", "locust_processes", "workers",
                      "worker_connections", "pool_size", "probe_concurrency", "sleep_ms",
-                     "rounds", "slow_ms"):
+                     "rounds", "slow_ms", "block_threshold_ms"):
             _positive(name.replace("_", "-"), getattr(self, name))
+        if self.block_threshold_ms < 2:
+            raise ProbeError("--block-threshold-ms must be at least 2 (heartbeat: 1 ms)")
         if self.duration > 3600:
             raise ProbeError("--duration is capped at 3600 s: load runs must stay bounded")
         if not 0 <= self.slow_share < 1:
