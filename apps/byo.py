@@ -1,10 +1,12 @@
 """Bring your own app: the user's WSGI callable, with the probe's routes beside it.
 
-`gevent-probe run --app module:callable` serves this module. Requests under /_probe/ go to
-the probe app (diag, stats, healthz, and the serialisation probe's /sleep, using the same
-driver module the user's app imports, so the same wait function); everything else goes to
-the user's app. The heartbeat and the stall watchdog run in the worker either way, so hub
-blocking caused by the user's own code shows up too.
+`gevent-probe run --app module:callable` serves this module. Requests under /_probe/ go to the
+probe's agent in the worker (diag, measure, reset); everything else goes to the user's app.
+The heartbeat, the watchdog and the connection-lock timing run in the worker either way, so
+hub blocking or a shared connection in the user's own code shows up too.
+
+Nothing here imports a driver: under `--preload` the master imports this module, and an import
+of ours would change the answer to the user's question ("is my app safe under --preload?").
 """
 
 from __future__ import annotations
@@ -14,16 +16,11 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from apps import probe_app
-
-PREFIX = "/_probe"
+from probe import agent
 
 
 def _user_app() -> Callable[..., Iterable[bytes]]:
-    spec = os.environ.get("GEVENT_PROBE_USER_APP", "")
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise RuntimeError(f"GEVENT_PROBE_USER_APP must be module:callable, got {spec!r}")
+    module_name, _, attr = os.environ["GEVENT_PROBE_USER_APP"].partition(":")
     target: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         target = getattr(target, part)
@@ -34,9 +31,8 @@ USER_APP = _user_app()
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    path = environ.get("PATH_INFO", "")
-    if path.startswith(PREFIX + "/"):
-        return probe_app.application({**environ, "PATH_INFO": path[len(PREFIX):]},
-                                     start_response)
-    probe_app.worker_state().count("app")  # also starts the heartbeat and watchdog
+    probe = agent.current()
+    if environ.get("PATH_INFO", "").startswith(agent.PREFIX + "/"):
+        return probe.routes(environ, start_response)
+    probe.count("app")
     return USER_APP(environ, start_response)

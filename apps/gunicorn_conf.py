@@ -1,13 +1,13 @@
-"""gunicorn settings for the probe app (apps.probe_app:application) on gevent workers.
+"""gunicorn settings for the probe's apps (sample app or the user's) on gevent workers.
 
-Nothing here may import the app, a driver or gevent.monkey: this file runs in the master, and
-importing psycopg there is exactly the `--preload` trap the `preload` control measures.
+This file runs in the master: nothing here may import an app, a driver or gevent.monkey at
+module level, since importing psycopg there is exactly the `--preload` trap that the `preload`
+variant measures. The hooks import the probe's agent in the worker, after gevent patched.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 _port = os.environ.get("GEVENT_PROBE_PORT")
@@ -25,10 +25,24 @@ loglevel = "warning"
 graceful_timeout = 5  # in-flight requests are at most a 10 s pg_sleep; don't hang the run
 
 
+def post_fork(server: Any, worker: Any) -> None:
+    # In the new worker, before it patches: die with the arbiter, even if it is SIGKILLed.
+    from probe.lifecycle import die_with_parent
+
+    die_with_parent()
+
+
+def post_worker_init(worker: Any) -> None:
+    # gevent has patched and the app is loaded: start watching the hub from the first request.
+    from probe import agent
+
+    agent.start()
+
+
 def worker_exit(server: Any, worker: Any) -> None:
     # gunicorn also calls this in the master for a worker that is already gone: skip that.
     if worker.pid != os.getpid():
         return
-    app = sys.modules.get("apps.probe_app")
-    if app is not None:  # None when the app failed to load: nothing to report
-        app.on_worker_exit()
+    from probe import agent
+
+    agent.dump_if_started()

@@ -7,14 +7,20 @@ stats report and starts afresh, and the master adds them bucket by bucket, so th
 exact. The master, or the only process of a local run, writes everything to
 $GEVENT_PROBE_LOAD_OUT when locust quits.
 
-Imported by the locustfiles next to it as `hdr`; importing it registers the listeners once
-per process, even if it is imported again under another name.
+Every second of the test also gets its own histogram (all requests together), so that the
+report can draw RPS and p99 per second beside the hub's loop lag.
+
+The tool passes this file to locust before the scenario (`-f hdr.py,mixed.py`), so a user's
+own locustfile needs nothing from us. Importing it registers the listeners once per process,
+even if it is imported again under another name, and makes every process of this locust run,
+forked workers included, die with its parent (nothing may outlive the tool, even `kill -9`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -23,32 +29,40 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from probe import stats
+from probe.lifecycle import die_with_parent
 
 OUT_ENV = "GEVENT_PROBE_LOAD_OUT"
 REPORT_KEY = "gevent_probe_hdr"  # our entry in locust's worker -> master stats message
 
 
 class Recorder:
-    """Histograms (µs), request and failure counts, per request name."""
+    """Histograms (µs), request and failure counts, per request name and per second."""
 
     def __init__(self) -> None:
         self.histograms: dict[str, HdrHistogram] = {}
         self.requests: dict[str, int] = {}
         self.failures: dict[str, int] = {}
+        self.seconds: dict[str, list[Any]] = {}  # Unix second -> [histogram, requests, failures]
 
     def record(self, name: str, response_time_ms: float | None, failed: bool) -> None:
         self.requests[name] = self.requests.get(name, 0) + 1
+        second = self._second(str(int(time.time())))
+        second[1] += 1
         if failed:
             self.failures[name] = self.failures.get(name, 0) + 1
+            second[2] += 1
         if response_time_ms is None:  # locust counts these without a time too
             return
-        self._histogram(name).record_value(max(0, round(response_time_ms * 1000)))
+        value = max(0, round(response_time_ms * 1000))
+        self._histogram(name).record_value(value)
+        second[0].record_value(value)
 
     def export(self) -> dict[str, Any]:
         return {
             "histograms": {n: stats.encode(h) for n, h in self.histograms.items()},
             "requests": dict(self.requests),
             "failures": dict(self.failures),
+            "seconds": {t: [stats.encode(h), r, f] for t, (h, r, f) in self.seconds.items()},
         }
 
     def absorb(self, exported: dict[str, Any]) -> None:
@@ -59,17 +73,35 @@ class Recorder:
             self.requests[name] = self.requests.get(name, 0) + n
         for name, n in exported.get("failures", {}).items():
             self.failures[name] = self.failures.get(name, 0) + n
+        for t, (encoded, requests, failures) in exported.get("seconds", {}).items():
+            second = self._second(t)
+            second[0].decode_and_add(encoded.encode("ascii"))
+            second[1] += requests
+            second[2] += failures
 
     def reset(self) -> None:
         self.histograms.clear()
         self.requests.clear()
         self.failures.clear()
+        self.seconds.clear()
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """Per second: Unix time, requests, failures, p99 in ms."""
+        return [{"t": int(t), "requests": r, "failures": f,
+                 "p99_ms": stats.latency_summary(h).p99}
+                for t, (h, r, f) in sorted(self.seconds.items(), key=lambda kv: int(kv[0]))]
 
     def _histogram(self, name: str) -> HdrHistogram:
         hist = self.histograms.get(name)
         if hist is None:
             hist = self.histograms[name] = stats.new_histogram()
         return hist
+
+    def _second(self, t: str) -> list[Any]:
+        second = self.seconds.get(t)
+        if second is None:
+            second = self.seconds[t] = [stats.new_histogram(), 0, 0]
+        return second
 
 
 def _locust_stats(environment: Environment) -> dict[str, Any]:
@@ -99,8 +131,11 @@ def _summary_ms(hist: HdrHistogram) -> dict[str, Any]:
 def load_report(recorder: Recorder, environment: Environment) -> dict[str, Any]:
     """The $GEVENT_PROBE_LOAD_OUT document: histograms in µs, summaries and locust's in ms."""
     runner = environment.runner
+    exported = recorder.export()
+    exported.pop("seconds")
     return {
-        **recorder.export(),
+        **exported,
+        "timeline": recorder.timeline(),
         "unit": "us",
         "summary_ms": {n: _summary_ms(h) for n, h in recorder.histograms.items()},
         "locust_stats": _locust_stats(environment),
@@ -174,6 +209,7 @@ def _register() -> Recorder:
     if existing is not None:
         return existing
     recorder = Recorder()
+    os.register_at_fork(after_in_child=die_with_parent)  # locust --processes forks workers
     events.init.add_listener(_on_init)
     events.request.add_listener(_on_request)
     events.report_to_master.add_listener(_on_report_to_master)

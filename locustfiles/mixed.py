@@ -6,24 +6,17 @@ With N users (-u), max(1, round(N * GEVENT_PROBE_SLOW_SHARE)) are slow (exactly,
 locust's fixed_count), the rest call /select1; a share of 0 means no slow user.
 
 Environment: GEVENT_PROBE_SLOW_SHARE (default 0.1), GEVENT_PROBE_SLOW_MS (default 50),
-GEVENT_PROBE_LOAD_OUT (see hdr.py).
+GEVENT_PROBE_LOAD_OUT (see hdr.py, which the tool loads before this file).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import sys
 from typing import Any
 
-# locust loads a locustfile by path, not as part of a package: make `hdr` next to it importable.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-import hdr  # noqa: E402, F401 - registers the microsecond histograms
-from locust import FastHttpUser, constant, events, task  # noqa: E402
-from locust.env import Environment  # noqa: E402
+from locust import FastHttpUser, constant, events, task
+from locust.env import Environment
 
 SLOW_SHARE = float(os.environ.get("GEVENT_PROBE_SLOW_SHARE") or 0.1)
 SLOW_MS = float(os.environ.get("GEVENT_PROBE_SLOW_MS") or 50)

@@ -1,28 +1,25 @@
-"""One verdict per variant, with the evidence in sentences and the fix that fits what was seen.
+"""The one judge: a Measurement in, a verdict with its evidence and its fix out.
 
 Why these signals: per-query latency timed inside a greenlet *rewards* a driver that blocks
 the hub (it never yields, so nothing else runs while it waits). What exposes blocking is
-concurrency: C server-side sleeps that should overlap (wall ~ 1 x sleep) run one after
-another (wall ~ C x sleep), and the heartbeat greenlet wakes up late. Busy-waiting is a
-different disease: the sleeps still overlap, but the process burns a core while it waits.
+concurrency and the hub itself:
+- hub-blocking: C server-side sleeps that should overlap run one after another; or each
+  query holds the hub while its thread sleeps in the kernel; or, under load, the heartbeat
+  finds the hub stalled for a large share of the time (whatever blocks it, driver or app);
+- busy-wait: the sleeps still overlap, but the hub thread burns a core while it waits;
+- contention: greenlets wait on a connection another greenlet holds (psycopg #919's shape).
+Every sentence of evidence states what was measured or read from the process; a "why" is
+given only where it is known.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probe.model import Runtime, VariantResult
+from probe import thresholds as t
+from probe.model import Measurement, Runtime
 
-# Serialised when the sleeps took more than halfway from "all overlap" (1x) to "one by one"
-# (Cx). Measured: cooperative drivers 1.03-1.1x, blocking ones 16.4-16.7x at C=16.
-SERIAL_FRACTION = 0.5
-# CPU time of the hub thread / wall time while every connection waits on pg_sleep.
-# Measured: 0.01-0.1 for real drivers, 0.95-1.0 for the spinning control.
-BURN_RATIO = 0.5
-MIN_QUERIES = 100
-LOADGEN_SATURATION = 0.9  # share of one core used by the busiest locust process
-MAX_ERROR_RATE = 0.01
-PSYCOPG_GEVENT_CHECK = (3, 1, 14)  # first psycopg that avoids wait_c under gevent (PR #688)
+COOPERATIVE_PSYCOPG_WAITS = ("wait_poll", "wait_epoll", "wait_select", "wait_selector")
 
 
 @dataclass(frozen=True)
@@ -32,129 +29,218 @@ class Judgement:
     fix: str | None
 
 
-def serialised_threshold(concurrency: int) -> float:
-    return 1 + SERIAL_FRACTION * (concurrency - 1)
-
-
-def judge(result: VariantResult) -> Judgement:
-    problems = _untrustworthy(result)
+def judge(m: Measurement, own_app: bool = False) -> Judgement:
+    problems = untrustworthy(m, own_app)
     if problems:
-        return Judgement("inconclusive", tuple(problems), _rerun_fix(result))
-    s = result.serialization
-    serialised = s.ratio >= serialised_threshold(s.concurrency)
-    burning = result.cpu.burn_ratio >= BURN_RATIO
-    evidence = [_serialisation_sentence(result, serialised), _cpu_sentence(result),
-                _lag_sentence(result)]
-    if result.system is not None:
-        evidence.insert(0, _system_sentence(result))
-    if serialised:
-        if result.system is None:
-            evidence.append(_latency_paradox(result))
-        evidence.append(_wait_sentence(result.runtime))
-        return Judgement("hub-blocking", tuple(evidence), hub_blocking_fix(result.runtime))
+        return Judgement("inconclusive", tuple(problems), _rerun_fix(m))
+    serialised = m.serialization.ratio >= m.serialization.threshold
+    blocked = m.blocked_ms.p50 >= t.BLOCKED_MS
+    burning = m.cpu.burn_ratio >= t.BURN_RATIO
+    stalled = m.stalls.share >= t.STALLED_SHARE and m.stalls.count >= t.MIN_STALLS
+    contended = m.contention is not None and m.contention.wait_share >= t.CONTENTION_SHARE
+    mismatch = _wait_mismatch(m.runtime, serialised or blocked)
+    if mismatch:
+        return Judgement("inconclusive", (mismatch, *_evidence(m, serialised)),
+                         "Run `gevent-probe variants` and this variant again; if they still "
+                         "disagree, please report it with results.json.")
+    evidence = _evidence(m, serialised)
+    if serialised or blocked:
+        if serialised and m.http is None:
+            evidence.append(_latency_paradox(m))
+        evidence.append(wait_sentence(m.runtime))
+        return Judgement("hub-blocking", tuple(evidence), hub_blocking_fix(m, serialised))
     if burning:
-        evidence.append(_wait_sentence(result.runtime))
-        return Judgement("busy-wait", tuple(evidence), busy_wait_fix(result.runtime))
+        evidence.append(wait_sentence(m.runtime))
+        return Judgement("busy-wait", tuple(evidence), busy_wait_fix(m.runtime))
+    if stalled:
+        return Judgement("hub-blocking", tuple(evidence), stall_fix(m))
+    if contended:
+        return Judgement("contention", tuple(evidence), contention_fix(m.runtime))
     return Judgement("healthy", tuple(evidence), None)
 
 
-def _untrustworthy(result: VariantResult) -> list[str]:
-    problems = _system_untrustworthy(result)
-    attempts = result.latency_ms.count + result.errors
-    if attempts and result.errors / attempts > MAX_ERROR_RATE:
-        problems.append(f"{result.errors} of {attempts} queries failed "
-                        f"({100 * result.errors / attempts:.1f}%), above the 1% we can trust.")
-    if result.latency_ms.count < MIN_QUERIES:
-        problems.append(f"only {result.latency_ms.count} successful queries; "
-                        f"at least {MIN_QUERIES} are needed.")
-    if result.serialization.concurrency < 2:
-        problems.append("concurrency 1 cannot show serialisation; use --concurrency 2 or more.")
+def untrustworthy(m: Measurement, own_app: bool = False) -> list[str]:
+    problems = list(m.problems)
+    if problems:
+        return problems
+    if m.http is not None:
+        if m.http.loadgen_saturated:
+            problems.append(f"The load generator used {100 * m.http.loadgen_core_share:.0f}% of "
+                            f"a core (limit {100 * t.LOADGEN_SATURATION:.0f}%): it measured "
+                            "itself, not the app.")
+        if m.http.error_rate > t.MAX_ERROR_RATE:
+            problems.append(f"{100 * m.http.error_rate:.1f}% of HTTP requests failed, above 1%"
+                            + (f"; first error in the app: {m.db.first_error}."
+                               if m.db.first_error else "."))
+    attempts = m.db.queries + m.db.errors
+    if attempts and m.db.errors / attempts > t.MAX_ERROR_RATE:
+        problems.append(f"{m.db.errors} of {attempts} queries failed "
+                        f"({100 * m.db.errors / attempts:.1f}%, above 1%): {m.db.first_error}.")
+    served = sum(r.requests for r in m.http.routes) if m.http and own_app else m.db.queries
+    if served < t.MIN_QUERIES:
+        what = "requests" if m.http and own_app else "successful queries"
+        problems.append(f"only {served} {what} under load; at least {t.MIN_QUERIES} are needed.")
+    if m.blocked_ms.count < t.MIN_PROBE_QUERIES:
+        problems.append(f"only {m.blocked_ms.count} probe queries ran; at least "
+                        f"{t.MIN_PROBE_QUERIES} are needed.")
     return problems
 
 
-def _system_untrustworthy(result: VariantResult) -> list[str]:
-    system = result.system
-    if system is None:
-        return []
-    problems = []
-    if system.loadgen_saturated:
-        problems.append(f"The load generator used {100 * system.loadgen_core_share:.0f}% of a "
-                        f"core (limit {100 * LOADGEN_SATURATION:.0f}%): it measured itself, "
-                        "not the app.")
-    if system.error_rate > MAX_ERROR_RATE:
-        problems.append(f"{100 * system.error_rate:.1f}% of HTTP requests failed, above 1%.")
-    return problems
-
-
-def _system_sentence(result: VariantResult) -> str | None:
-    system = result.system
-    if system is None:
-        return None
-    parts = [f"{r.name} p50/p99 {r.latency_ms.p50:.1f}/{r.latency_ms.p99:.1f} ms "
-             f"({r.requests} requests)" for r in system.routes]
-    return (f"Under {system.users} users ({system.scenario}) for {system.duration_s:g} s: "
-            f"{system.rps:,.0f} RPS; " + ", ".join(parts) + ".")
-
-
-def _rerun_fix(result: VariantResult) -> str:
-    if result.system is not None and result.system.loadgen_saturated:
+def _rerun_fix(m: Measurement) -> str:
+    if m.http is not None and m.http.loadgen_saturated:
         return "Give locust more cores with --locust-processes N, or fewer --users."
-    if result.errors:
+    if any("died" in p for p in m.problems):
+        return ("Look at the worker's log for why it died (memory, a crash in the driver), "
+                "then run again.")
+    if m.db.first_error and "asynchronous query is underway" in m.db.first_error:
+        return contention_fix(m.runtime)
+    if m.db.errors or any("PostgreSQL" in p for p in m.problems):
         return "Look at the first error above, fix the database side, and run again."
     return "Run again with more --queries, a longer --duration or more --concurrency."
 
 
-def _serialisation_sentence(result: VariantResult, serialised: bool) -> str:
-    s = result.serialization
-    how = ("they ran one after another: the driver holds the gevent hub while it waits"
-           if serialised else "they overlapped, as cooperative waits should")
-    return (f"{s.concurrency} concurrent pg_sleep({s.sleep_ms:g} ms) took {s.wall_ms:.0f} ms "
-            f"(median of {s.rounds}), {s.ratio:.1f}x the sleep: {how} "
-            f"(flagged above {serialised_threshold(s.concurrency):.1f}x).")
+def _wait_mismatch(rt: Runtime, blocking: bool) -> str | None:
+    """The wait function the process reports must agree with what the probe measured."""
+    expected = expected_behaviour(rt)
+    if expected is None or (expected == "blocking") == blocking:
+        return None
+    measured = "blocked the hub" if blocking else "overlapped without blocking the hub"
+    return (f"The process reports {rt.driver} waiting with {rt.wait_function}, which "
+            f"{'blocks' if expected == 'blocking' else 'does not block'} the hub, yet the "
+            f"probe's queries {measured}: the measurement and the driver disagree.")
 
 
-def _cpu_sentence(result: VariantResult) -> str:
-    burn = result.cpu.burn_ratio
-    judgement = "busy-waiting" if burn >= BURN_RATIO else "idle, as a wait should be"
-    return (f"While the connections waited, the hub thread used {100 * burn:.0f}% of a core: "
-            f"{judgement} (flagged at {100 * BURN_RATIO:.0f}%).")
-
-
-def _lag_sentence(result: VariantResult) -> str:
-    lag, blocks = result.loop_lag_ms, result.hub_blocks
-    text = (f"The 1 ms heartbeat greenlet woke up to {lag.max:.1f} ms late (p99 {lag.p99:.2f} ms); "
-            f"the hub stalled for more than {blocks.threshold_ms:g} ms {blocks.count} time(s)")
-    frame = culprit_frame(blocks.first_frames)
-    return text + (f", first in {frame}." if frame else ".")
-
-
-def culprit_frame(frames: tuple[str, ...]) -> str | None:
-    """The innermost 'File ..., line N, in f' of a blocked stack, with its source line."""
-    for i in range(len(frames) - 1, -1, -1):
-        line = frames[i].strip()
-        if line.startswith("File "):
-            source = frames[i + 1].strip() if i + 1 < len(frames) else ""
-            return f"{line} `{source}`" if source else line
+def expected_behaviour(rt: Runtime) -> str | None:
+    if rt.driver == "psycopg2":
+        if rt.wait_function.startswith("none"):
+            return "blocking"
+        return "cooperative" if rt.psycogreen else None
+    if rt.wait_function == "wait_c":
+        return "blocking"
+    if rt.wait_function in COOPERATIVE_PSYCOPG_WAITS and "select" in rt.patched_modules:
+        return "cooperative"
     return None
 
 
-def _latency_paradox(result: VariantResult) -> str:
-    return (f"SELECT 1 looks fast in-greenlet (avg {result.latency_ms.avg:.3f} ms) only because "
+# -- evidence ------------------------------------------------------------------------------
+
+def _evidence(m: Measurement, serialised: bool) -> list[str]:
+    sentences = []
+    if m.http is not None:
+        sentences.append(_users_sentence(m))
+    sentences += [_serialisation_sentence(m, serialised), _blocked_sentence(m), _cpu_sentence(m),
+                  _stall_sentence(m)]
+    if m.contention is not None and m.contention.acquisitions:
+        sentences.append(_contention_sentence(m))
+    return sentences
+
+
+def _users_sentence(m: Measurement) -> str:
+    http = m.http
+    assert http is not None
+    parts = [f"{r.name} p50/p99 {r.latency_ms.p50:.1f}/{r.latency_ms.p99:.1f} ms "
+             f"({r.requests} requests)" for r in http.routes]
+    died = [w for w in m.workers if w.status != "ok"]
+    text = (f"Under {http.users} users ({http.scenario}) for {http.duration_s:g} s: "
+            f"{http.rps:,.0f} RPS; " + ", ".join(parts) + ".")
+    if died:
+        text += " Workers: " + ", ".join(f"{w.pid} {w.status}" for w in died) + "."
+    return text
+
+
+def _serialisation_sentence(m: Measurement, serialised: bool) -> str:
+    s = m.serialization
+    how = ("they ran one after another: the hub was held while they waited"
+           if serialised else "they overlapped, as cooperative waits should")
+    return (f"{s.concurrency} concurrent pg_sleep({s.sleep_ms:g} ms) on the probe's own "
+            f"connections took {s.wall_ms:.0f} ms (median of {s.rounds} round"
+            f"{'s' if s.rounds != 1 else ''}), {s.ratio:.1f}x the sleep: {how} "
+            f"(flagged from {s.threshold:.1f}x).")
+
+
+def _blocked_sentence(m: Measurement) -> str:
+    b = m.blocked_ms
+    if b.p50 >= t.BLOCKED_MS:
+        return (f"Each probe query held the hub while its thread was blocked in the kernel: "
+                f"median {b.p50:.2f} ms, max {b.max:.2f} ms over {b.count} queries "
+                f"(flagged from {t.BLOCKED_MS:g} ms).")
+    return (f"No probe query held the hub while blocked: median {b.p50:.3f} ms off-CPU with "
+            f"the hub held, over {b.count} queries (flagged from {t.BLOCKED_MS:g} ms).")
+
+
+def _cpu_sentence(m: Measurement) -> str:
+    burn = m.cpu.burn_ratio
+    judgement = "busy-waiting" if burn >= t.BURN_RATIO else "idle, as a wait should be"
+    return (f"While the probe's connections waited, the hub thread used {100 * burn:.0f}% of a "
+            f"core: {judgement} (flagged from {100 * t.BURN_RATIO:.0f}%).")
+
+
+def _stall_sentence(m: Measurement) -> str:
+    lag, s = m.lag_ms, m.stalls
+    text = (f"During the load the 1 ms heartbeat woke up to {lag.max:.1f} ms late (p99 "
+            f"{lag.p99:.2f} ms, corrected for coordinated omission); the hub stalled for "
+            f"more than {s.threshold_ms:g} ms {s.count} time(s) ({s.blocked} blocked in the "
+            f"kernel, {s.busy} busy on the CPU), {100 * s.share:.1f}% of the time (flagged "
+            f"from {100 * t.STALLED_SHARE:.0f}% and {t.MIN_STALLS} stalls)")
+    if s.preempted:
+        text += (f"; {s.preempted} more stall(s), {s.preempted_ms:.0f} ms, were the machine "
+                 "preempting the process and do not count")
+    if s.culprits and s.count:
+        text += f"; most often in {s.culprits[0].frame}"
+    return text + "."
+
+
+def _contention_sentence(m: Measurement) -> str:
+    c = m.contention
+    assert c is not None
+    if not c.contended:
+        return (f"No greenlet waited for a connection another held ({c.acquisitions:,} "
+                f"acquisitions of psycopg's connection lock).")
+    w = c.wait_ms
+    fairness = (f"; the longest wait is {w.max / w.p50:,.0f}x the median: the lock is not fair, "
+                "the holder takes it again while others starve") if w.p50 and \
+        w.max >= 10 * w.p50 else ""
+    where = f" First waiter: {c.first_frame}." if c.first_frame else ""
+    return (f"{c.contended:,} of {c.acquisitions:,} acquisitions of psycopg's connection lock "
+            f"waited for a connection another greenlet held ({c.connections} connections): "
+            f"{c.wait_total_ms:,.0f} ms in all, {100 * c.wait_share:.0f}% of the time in "
+            f"driver calls (flagged from {100 * t.CONTENTION_SHARE:.0f}%); waits p50/p99/max "
+            f"{w.p50:.1f}/{w.p99:.1f}/{w.max:.1f} ms{fairness}.{where}")
+
+
+def _latency_paradox(m: Measurement) -> str:
+    return (f"SELECT 1 looks fast in-greenlet (avg {m.db.latency_ms.avg:.3f} ms) only because "
             "the driver never yields: per-query latency rewards hub blocking.")
 
 
-def _wait_sentence(rt: Runtime) -> str:
+def wait_sentence(rt: Runtime) -> str:
+    """What the process reported of its wait, and why, where the why is known."""
     if rt.driver == "psycopg2":
         return f"psycopg2 {rt.driver_version} wait callback: {rt.wait_function}."
-    why = ""
-    if rt.wait_function == "wait_c":
-        why = (" because PSYCOPG_WAIT_FUNC=wait_c" if rt.psycopg_wait_func_env == "wait_c"
-               else " because gevent had not patched select when psycopg was imported")
-    return (f"psycopg {rt.driver_version} ({rt.impl}, libpq {rt.libpq_version}) "
-            f"waits with {rt.wait_function}{why}.")
+    text = (f"psycopg {rt.driver_version} ({rt.impl}, libpq {rt.libpq_version}) waits with "
+            f"{rt.wait_function}")
+    if rt.wait_function != "wait_c":
+        return text + "."
+    version = _version(rt.driver_version)
+    if rt.psycopg_wait_func_env == "wait_c":
+        why = "because PSYCOPG_WAIT_FUNC=wait_c is set in the process"
+    elif version < (3, 1, 5):
+        why = ""
+    elif version < t.PSYCOPG_GEVENT_CHECK:
+        why = ("because this release picks wait_c under gevent whatever the import order "
+               "(psycopg #527, fixed in 3.1.14 by PR #688)")
+    elif not rt.patched_before_import:
+        why = "because gevent had not yet patched select when psycopg was imported"
+    else:
+        why = ("which this release picks only when select is unpatched at import: psycopg was "
+               "imported before gevent patched (e.g. by gunicorn --preload, in the master)")
+    return text + (f", {why}." if why else ".")
 
 
-def hub_blocking_fix(rt: Runtime) -> str:
+# -- fixes ---------------------------------------------------------------------------------
+
+def hub_blocking_fix(m: Measurement, serialised: bool) -> str:
+    rt = m.runtime
     if rt.driver == "psycopg2":
         if rt.psycogreen:
             return ("psycogreen's callback is installed yet the hub blocks: make sure "
@@ -165,21 +251,50 @@ def hub_blocking_fix(rt: Runtime) -> str:
         if rt.psycopg_wait_func_env:
             return ("Unset PSYCOPG_WAIT_FUNC (or set it to wait_poll): wait_c waits inside C "
                     "and never yields to the gevent hub.")
-        if _version(rt.driver_version) < PSYCOPG_GEVENT_CHECK:
+        if (3, 1, 5) <= _version(rt.driver_version) < t.PSYCOPG_GEVENT_CHECK:
             return (f"Upgrade psycopg to >= 3.1.14 (psycopg issue #527, fixed by PR #688): "
                     f"{rt.driver_version} picks wait_c even under gevent.")
         return ("Call gevent.monkey.patch_all() before anything imports psycopg: psycopg picks "
                 "its wait function once, at import. Under gunicorn, don't --preload an app that "
                 "imports psycopg at module level (or import it lazily), or set "
                 "PSYCOPG_WAIT_FUNC=wait_poll.")
-    return ("The hub is blocked by the call in the frames above; make it cooperative "
-            "(gevent-aware I/O or gevent.threadpool).")
+    where = f" ({m.stalls.culprits[0].frame})" if m.stalls.culprits else ""
+    if not serialised:
+        return (f"Every query blocks the hub for ~{m.blocked_ms.p50:.1f} ms in the wait function "
+                f"{rt.wait_function}{where}: make that call cooperative (gevent-aware I/O) or "
+                "remove it.")
+    return ("The hub is blocked by the call in the frames above"
+            f"{where}; make it cooperative (gevent-aware I/O or gevent.threadpool).")
+
+
+def stall_fix(m: Measurement) -> str:
+    where = m.stalls.culprits[0].frame if m.stalls.culprits else "the frames the report lists"
+    if "connect" in where:
+        return (f"The app opens a PostgreSQL connection per request ({where}); connecting (TLS, "
+                "SCRAM authentication) runs without yielding. Open connections once and reuse "
+                "them: a pool such as psycopg_pool.ConnectionPool.")
+    if m.stalls.busy > m.stalls.blocked:
+        return (f"The driver's own waits are cooperative, but code computes without yielding "
+                f"during requests ({where}), and every other request of the worker waits "
+                "meanwhile: move that work out of the request path, or into another process.")
+    return ("The driver's own waits are cooperative, but something else blocks the hub during "
+            f"requests: {where}. Make that call cooperative (gevent-aware I/O) or run it in "
+            "gevent.get_hub().threadpool.")
 
 
 def busy_wait_fix(rt: Runtime) -> str:
     return (f"The wait function {rt.wait_function} polls without blocking: remove it and let "
             "psycopg use its default under gevent (wait_poll, which blocks in the hub with a "
             "timeout), or wait with gevent.select / gevent.socket.wait_read.")
+
+
+def contention_fix(rt: Runtime) -> str:
+    if rt.driver == "psycopg2" and rt.psycogreen:
+        return ("psycopg2 with psycogreen cannot share a connection across greenlets at all: "
+                "give each greenlet its own (psycopg2.pool, or a connection per task).")
+    return ("Don't share one connection across greenlets: give each concurrent greenlet its "
+            "own, with a pool sized for the greenlets that query at once "
+            "(psycopg_pool.ConnectionPool(max_size=...)), or a connection per task.")
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,30 +54,53 @@ class Driver:
         return describe(self.variant, self.module)
 
 
-def activate(variant: Variant) -> Driver:
+def activate(variant: Variant, partial_block_ms: float = 2.0) -> Driver:
     """Patch gevent and import the driver in the variant's order; return a ready Driver."""
     if variant.import_before_patch:
         _import(variant)  # the trap: psycopg sees an unpatched select and picks wait_c
     from gevent import monkey
 
     monkey.patch_all()
-    return load(variant)
+    return load(variant, partial_block_ms)
 
 
-def load(variant: Variant) -> Driver:
+_LOADED: dict[str, Driver] = {}
+
+
+def load(variant: Variant, partial_block_ms: float = 2.0) -> Driver:
     """Import the driver in a process where gevent has already patched (or will not, for the
-    preload control); install psycogreen or the spinning wait when the variant asks."""
+    preload control); install psycogreen or a control's wait function when the variant asks.
+    Once per process: a second call returns the same Driver (a wait hook installs once)."""
+    if variant.name in _LOADED:
+        return _LOADED[variant.name]
     module = _import(variant)
     if variant.psycogreen:
         from psycogreen.gevent import patch_psycopg
 
         patch_psycopg()
-    if variant.spin_wait:
+    if variant.wait_hook == "spin":
         install_spin_wait()
-    return Driver(variant, module)
+    elif variant.wait_hook == "partial":
+        install_partial_block(partial_block_ms / 1000.0)
+    driver = _LOADED[variant.name] = Driver(variant, module)
+    return driver
+
+
+def _select_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey and monkey.is_module_patched("select"))
+
+
+# Whether select was patched when this process first imported the driver (psycopg decides its
+# wait function at that moment). None when something else imported it before us.
+_PATCHED_AT_IMPORT: dict[str, bool | None] = {}
 
 
 def _import(variant: Variant) -> Any:
+    if variant.driver not in sys.modules:
+        _PATCHED_AT_IMPORT.setdefault(variant.driver, _select_patched())
+    else:
+        _PATCHED_AT_IMPORT.setdefault(variant.driver, None)
     try:
         module = importlib.import_module(variant.driver)
         if variant.driver == "psycopg":
@@ -93,6 +117,33 @@ def _check_impl(variant: Variant, module: Any) -> None:
     impl = module.pq.__impl__
     if variant.impl and impl != variant.impl:
         raise DriverUnavailable(f"PSYCOPG_IMPL={variant.impl} requested but psycopg loaded {impl}")
+
+
+def _set_wait(wait: Any) -> None:
+    import psycopg.waiting as waiting
+
+    waiting.wait = wait
+    # psycopg < 3.2 imported `wait` by name into psycopg.connection.
+    connection = importlib.import_module("psycopg.connection")
+    if hasattr(connection, "wait"):
+        connection.wait = wait
+
+
+def install_partial_block(block_s: float) -> None:
+    """The partial-block control: psycopg's own cooperative wait, except that every query
+    first blocks the hub for `block_s` in a real blocking call (the unpatched time.sleep), the
+    shape of a driver that does one short blocking syscall per query."""
+    import psycopg.waiting as waiting
+    from gevent.monkey import get_original
+
+    cooperative = waiting.wait
+    blocking_sleep = get_original("time", "sleep")
+
+    def partial_block_wait(gen: Any, fileno: int, *args: Any, **kwargs: Any) -> Any:
+        blocking_sleep(block_s)
+        return cooperative(gen, fileno, *args, **kwargs)
+
+    _set_wait(partial_block_wait)
 
 
 def install_spin_wait() -> None:
@@ -132,11 +183,7 @@ def install_spin_wait() -> None:
         except StopIteration as done:
             return done.value
 
-    waiting.wait = spin_wait
-    # psycopg < 3.2 imported `wait` by name into psycopg.connection.
-    connection = importlib.import_module("psycopg.connection")
-    if hasattr(connection, "wait"):
-        connection.wait = spin_wait
+    _set_wait(spin_wait)
 
 
 def describe(variant: Variant, module: Any) -> Runtime:
@@ -159,6 +206,7 @@ def describe(variant: Variant, module: Any) -> Runtime:
             gevent_version=gevent.__version__,
             greenlet_version=greenlet.__version__,
             psycopg_wait_func_env=os.environ.get("PSYCOPG_WAIT_FUNC"),
+            patched_before_import=_PATCHED_AT_IMPORT.get("psycopg") is not False,
         )
     callback = module.extensions.get_wait_callback()
     wait = _callback_name(callback) if callback else "none (libpq blocks)"
@@ -172,6 +220,7 @@ def describe(variant: Variant, module: Any) -> Runtime:
         gevent_version=gevent.__version__,
         greenlet_version=greenlet.__version__,
         psycogreen=callback is not None and "psycogreen" in _callback_name(callback),
+        patched_before_import=_PATCHED_AT_IMPORT.get("psycopg2") is not False,
     )
 
 

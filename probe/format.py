@@ -1,4 +1,4 @@
-"""Formatters: results in, text out. Only the CLI prints."""
+"""Terminal formatters: results in, text out. Only the CLI prints."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from rich.console import Console
 from rich.table import Table
 
 from probe.model import RunResult, Unavailable, VariantResult
-from probe.variants import BY_NAME
 
 STYLE = {"healthy": "green", "hub-blocking": "bold red", "busy-wait": "bold magenta",
-         "inconclusive": "yellow"}
+         "contention": "bold yellow", "regressed": "bold red", "inconclusive": "yellow"}
 
 
 def _render(*renderables: object, color: bool, width: int) -> str:
@@ -23,23 +22,57 @@ def _render(*renderables: object, color: bool, width: int) -> str:
     return buffer.getvalue()
 
 
-def bench_table(run: RunResult, color: bool = False, width: int = 150) -> str:
-    table = Table(title=f"gevent-probe bench — {run.environment.get('database', '')}",
+def verdict_cell(r: VariantResult) -> str:
+    return f"[{STYLE.get(r.verdict, '')}]{r.verdict}[/]"
+
+
+def results_table(run: RunResult, color: bool = False, width: int = 170) -> str:
+    """A row per variant, verdict first; the columns of `run` when it was a run."""
+    is_run = run.mode == "run"
+    table = Table(title=f"gevent-probe {run.mode} — {run.environment.get('database', '')}",
                   title_justify="left")
-    for header, justify in (("variant", "left"), ("verdict", "left"), ("driver", "left"),
-                            ("wait", "left"), ("avg ms", "right"), ("p99 ms", "right"),
-                            ("qps", "right"), ("sleeps", "right"), ("cpu burn", "right"),
-                            ("lag max ms", "right"), ("stalls", "right")):
+    columns = [("variant", "left"), ("verdict", "left"), ("wait", "left")]
+    columns += ([("RPS", "right"), ("select1 avg", "right"), ("p99", "right"),
+                 ("slow p99", "right")] if is_run else
+                [("driver", "left"), ("avg ms", "right"), ("p99 ms", "right"), ("qps", "right")])
+    columns += [("sleeps", "right"), ("blocked", "right"), ("cpu burn", "right"),
+                ("stalled", "right"), ("lock wait", "right")]
+    if is_run:
+        columns += [("workers", "right"), ("locust cpu", "right")]
+    for header, justify in columns:
         table.add_column(header, justify=justify, no_wrap=True)
     for r in run.variants:
-        table.add_row(
-            r.name, f"[{STYLE.get(r.verdict, '')}]{r.verdict}[/]",
-            f"{r.driver} {r.runtime.driver_version}", r.wait_function.rsplit(".", 1)[-1],
-            f"{r.latency_ms.avg:.3f}", f"{r.latency_ms.p99:.3f}", f"{r.throughput_qps:,.0f}",
-            f"{r.serialization.ratio:.1f}x", f"{100 * r.cpu.burn_ratio:.0f}%",
-            f"{r.loop_lag_ms.max:.1f}", str(r.hub_blocks.count),
-        )
-    return _render(table, color=color, width=width) + details(run)
+        table.add_row(*_row(r, is_run))
+    note = ("latencies in ms over HTTP (our HdrHistogram); sleeps: the in-worker probe; "
+            "workers: requests each served\n" if is_run else
+            "latencies: SELECT 1 timed in-greenlet; sleeps: probe wall / sleep; blocked: "
+            "median ms a query held the hub off-CPU\n")
+    return _render(table, color=color, width=width) + note + details(run)
+
+
+def _row(r: VariantResult, is_run: bool) -> list[str]:
+    m = r.measured
+    lock = f"{100 * m.contention.wait_share:.0f}%" if m.contention else "-"
+    cells = [r.name, verdict_cell(r), m.runtime.wait_function.rsplit(".", 1)[-1]]
+    if is_run and m.http is not None:
+        select1 = next((x for x in m.http.routes if x.name == "select1"), None)
+        slow = next((x for x in m.http.routes if x.name != "select1"), None)
+        cells += [f"{m.http.rps:,.0f}",
+                  f"{select1.latency_ms.avg:.1f}" if select1 else "-",
+                  f"{select1.latency_ms.p99:.1f}" if select1 else "-",
+                  f"{slow.latency_ms.p99:.1f}" if slow else "-"]
+    elif is_run:
+        cells += ["-", "-", "-", "-"]
+    else:
+        cells += [f"{m.runtime.driver} {m.runtime.driver_version}",
+                  f"{m.db.latency_ms.avg:.3f}", f"{m.db.latency_ms.p99:.3f}", f"{m.db.qps:,.0f}"]
+    cells += [f"{m.serialization.ratio:.1f}x", f"{m.blocked_ms.p50:.2f}",
+              f"{100 * m.cpu.burn_ratio:.0f}%", f"{100 * m.stalls.share:.0f}%", lock]
+    if is_run:
+        cells += ["/".join(str(w.requests) if w.status == "ok" else w.status
+                           for w in m.workers) or "-",
+                  f"{100 * m.http.loadgen_core_share:.0f}%" if m.http else "-"]
+    return cells
 
 
 def details(run: RunResult) -> str:
@@ -47,36 +80,32 @@ def details(run: RunResult) -> str:
     for r in run.variants:
         if r.verdict == "healthy":
             continue
-        lines.append(f"\n{r.name}: {r.verdict}{_control_note(r)}")
+        note = ""
+        if r.control:
+            note = " (control, as expected)" if r.verdict == r.expected else \
+                f" (control: expected {r.expected})"
+        lines.append(f"\n{r.name}: {r.verdict}{note}")
         lines.extend(f"  - {sentence}" for sentence in r.evidence)
         if r.fix:
             lines.append(f"  fix: {r.fix}")
     lines.extend(_skipped_lines(run.skipped))
-    lines.append(controls_line(run.variants))
+    lines.append(controls_line(run))
+    if run.aborted:
+        lines.append(f"\nABORTED: {run.aborted}")
     return "\n".join(lines) + "\n"
-
-
-def _control_note(result: VariantResult) -> str:
-    variant = BY_NAME.get(result.name)
-    return " (control, as expected)" if variant and variant.control and \
-        variant.expected == result.verdict else ""
 
 
 def _skipped_lines(skipped: tuple[Unavailable, ...]) -> list[str]:
     return [f"\nskipped {u.name}: {u.reason}\n  install: {u.hint}" for u in skipped]
 
 
-def controls_line(results: tuple[VariantResult, ...]) -> str:
-    """Controls prove the detectors work; a control with the wrong verdict voids the run."""
-    wrong = [f"{r.name} gave {r.verdict}, expected {BY_NAME[r.name].expected}"
-             for r in results if r.name in BY_NAME and BY_NAME[r.name].control
-             and r.verdict != BY_NAME[r.name].expected]
-    checked = [r for r in results if r.name in BY_NAME and BY_NAME[r.name].control]
+def controls_line(run: RunResult) -> str:
+    checked = [r for r in run.variants if r.control]
     if not checked:
         return "\ncontrols: none run"
-    if wrong:
-        return "\nWARNING controls not flagged as expected: " + "; ".join(wrong) + \
-            " — the detectors cannot be trusted on this machine."
+    if run.control_problems:
+        return ("\nWARNING controls not flagged as expected: " + "; ".join(run.control_problems)
+                + " — the detectors cannot be trusted on this machine.")
     return f"\ncontrols: all {len(checked)} flagged as expected"
 
 
@@ -96,32 +125,3 @@ def variants_table(rows: list, color: bool = False, width: int = 140) -> str:
             table.add_row(variant.name, expected, "[green]yes[/]", runs, variant.description)
     text = _render(table, color=color, width=width)
     return text + "".join(f"\n{note}\n" for note in notes)
-
-
-def run_table(run: RunResult, color: bool = False, width: int = 170) -> str:
-    """`gevent-probe run`: what users felt over HTTP beside what the workers saw inside."""
-    table = Table(title=f"gevent-probe run — {run.environment.get('database', '')}",
-                  title_justify="left")
-    for header, justify in (("variant", "left"), ("verdict", "left"), ("wait", "left"),
-                            ("RPS", "right"), ("select1 avg", "right"), ("p99", "right"),
-                            ("slow p99", "right"), ("db avg", "right"), ("sleeps", "right"),
-                            ("cpu burn", "right"), ("lag max", "right"), ("stalls", "right"),
-                            ("workers", "right"), ("locust cpu", "right")):
-        table.add_column(header, justify=justify, no_wrap=True)
-    for r in run.variants:
-        s = r.system
-        if s is None:
-            continue
-        slow = next((route for route in s.routes if route.name != "select1"), None)
-        table.add_row(
-            r.name, f"[{STYLE.get(r.verdict, '')}]{r.verdict}[/]",
-            r.wait_function.rsplit(".", 1)[-1], f"{s.rps:,.0f}",
-            f"{r.latency_ms.avg:.1f}", f"{r.latency_ms.p99:.1f}",
-            f"{slow.latency_ms.p99:.1f}" if slow else "-", f"{s.db_latency_ms.avg:.2f}",
-            f"{r.serialization.ratio:.1f}x", f"{100 * r.cpu.burn_ratio:.0f}%",
-            f"{r.loop_lag_ms.max:.0f}", str(r.hub_blocks.count),
-            "/".join(str(w.requests) for w in s.workers) or "-",
-            f"{100 * s.loadgen_core_share:.0f}%",
-        )
-    note = "latencies in ms, over HTTP, from our HdrHistogram; workers: requests each served\n"
-    return _render(table, color=color, width=width) + note + details(run)

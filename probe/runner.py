@@ -13,12 +13,9 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from probe.lifecycle import stop_group
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class WorkerFailed(Exception):
@@ -59,7 +56,10 @@ def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
         tail = b"".join(errors).decode(errors="replace").strip().splitlines()
         last = tail[-1] if tail else "no output"
         raise WorkerFailed(f"worker exited with code {proc.returncode}: {last}")
-    return json.loads(raw)
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise WorkerFailed("the worker's report was not valid JSON") from None
 
 
 def _drain(fd: int, chunks: list[bytes]) -> None:

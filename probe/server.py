@@ -1,8 +1,9 @@
 """gunicorn with gevent workers around a WSGI app, on 127.0.0.1 and a free port.
 
-The arbiter starts in its own session so that stopping it takes its workers along; workers
-dump their final stats to a folder when they exit (apps/gunicorn_conf.py), which is how we
-hear from every worker, not just the ones a request happened to reach.
+The arbiter starts in its own session, dies with us (PDEATHSIG, even on `kill -9`), and takes
+its workers along (they die with it: probe/apps/gunicorn_conf.py). Workers leave their final
+report in a folder when they exit, which is how we hear from every worker, not just the ones a
+request happened to reach; a worker that leaves none died.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probe import apps
 from probe.errors import ProbeError
-from probe.lifecycle import stop_group
+from probe.lifecycle import die_with_parent, stop_group
 from probe.postgres import free_port
 
-APPS_DIR = Path(__file__).resolve().parent.parent / "apps"
-GUNICORN_CONF = APPS_DIR / "gunicorn_conf.py"
-DEFAULT_APP = "apps.probe_app:application"
-BYO_APP = "apps.byo:application"  # the user's app, with the probe's routes under BYO_PREFIX
-BYO_PREFIX = "/_probe"
+GUNICORN_CONF = Path(apps.__file__).resolve().parent / "gunicorn_conf.py"
+SAMPLE_APP = "probe.apps.probe_app:application"
+OWN_APP = "probe.apps.byo:application"  # the user's app, with the probe's routes beside it
+PROBE_PREFIX = "/_probe"
 READY_TIMEOUT_S = 30.0
 
 
@@ -37,7 +38,6 @@ class Gunicorn:
     app: str
     env: Mapping[str, str]
     stats_dir: Path
-    prefix: str = ""  # where the probe's routes live
     workers: int = 1
     worker_connections: int = 1000
     preload: bool = False
@@ -51,6 +51,15 @@ class Gunicorn:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Gunicorn:
+        try:
+            self._start()
+            self._wait_ready()
+        except BaseException:  # failed or interrupted start-up: nothing may stay behind
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         self.port = free_port()
         env = {**os.environ, **self.env,
                "GEVENT_PROBE_PORT": str(self.port),
@@ -58,20 +67,15 @@ class Gunicorn:
                "GEVENT_PROBE_WORKER_CONNECTIONS": str(self.worker_connections),
                "GEVENT_PROBE_PRELOAD": "1" if self.preload else "0",
                "GEVENT_PROBE_STATS_DIR": str(self.stats_dir)}
-        # The project root must be importable for apps.* and probe.* in the workers.
-        root = str(APPS_DIR.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
         if self.chdir:
             argv += ["--chdir", str(self.chdir)]
         argv.append(self.app)
         self.stats_dir.mkdir(parents=True, exist_ok=True)
-        self._stderr = open(self.stats_dir / "gunicorn.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=self._stderr, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        self._wait_ready()
-        return self
+        with open(self.stats_dir / "gunicorn.log", "wb") as log:
+            self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=die_with_parent)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -79,10 +83,13 @@ class Gunicorn:
             if self.proc is None or self.proc.poll() is not None:
                 raise ProbeError(f"gunicorn exited during start-up: {self.log_tail()}")
             try:
-                get(self.url + self.prefix + "/healthz", timeout=1)
-                return
+                get(self.url + PROBE_PREFIX + "/healthz", timeout=1)
             except (OSError, urllib.error.URLError):
                 time.sleep(0.1)
+                continue
+            if len(self.worker_pids()) >= self.workers:  # the arbiter forks them one by one
+                return
+            time.sleep(0.05)
         raise ProbeError(f"gunicorn not ready after {READY_TIMEOUT_S:.0f} s: {self.log_tail()}")
 
     def worker_pids(self) -> list[int]:
@@ -95,15 +102,28 @@ class Gunicorn:
         except psutil.NoSuchProcess:
             return []
 
+    def each_worker(self, path: str, timeout: float = 60) -> dict[int, Any]:
+        """GET PROBE_PREFIX + path until every worker answered once; gunicorn picks the worker
+        of each connection, not us, so we go on until all pids have been seen (a worker still
+        booting answers later), for READY_TIMEOUT_S at most."""
+        seen: dict[int, Any] = {}
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            reply = get_json(self.url + PROBE_PREFIX + path, timeout=timeout)
+            if reply["pid"] in seen:
+                time.sleep(0.01)
+            seen.setdefault(reply["pid"], reply)
+            wanted = set(self.worker_pids())
+            if (wanted and wanted <= set(seen)) or time.monotonic() > deadline:
+                return seen
+
     def stop(self) -> None:
         if self.proc is not None:
-            # SIGTERM: graceful, so each worker's exit hook dumps its stats.
+            # SIGTERM: graceful, so each worker's exit hook leaves its report.
             stop_group(self.proc, signal.SIGTERM, timeout=15)
             self.proc = None
-        if getattr(self, "_stderr", None):
-            self._stderr.close()
 
-    def final_stats(self) -> list[dict[str, Any]]:
+    def final_reports(self) -> list[dict[str, Any]]:
         found = []
         for path in sorted(self.stats_dir.glob("worker-*.json")):
             try:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from hdrh.histogram import HdrHistogram
 
-from probe.model import LagSummary, LatencySummary
+from probe.model import LagSummary, LatencySummary, SleepRound
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000
@@ -27,7 +27,12 @@ def encode(hist: HdrHistogram) -> str:
 
 
 def decode(encoded: str) -> HdrHistogram:
-    return HdrHistogram.decode(encoded.encode("ascii"))
+    """An encoded histogram back; an empty string is an empty histogram."""
+    return HdrHistogram.decode(encoded.encode("ascii")) if encoded else new_histogram()
+
+
+def summarize_encoded(encoded: str) -> LatencySummary:
+    return latency_summary(decode(encoded))
 
 
 def merge(encoded: Iterable[str]) -> HdrHistogram:
@@ -59,13 +64,23 @@ def latency_summary(hist: HdrHistogram) -> LatencySummary:
 
 def lag_summary(hist: HdrHistogram) -> LagSummary:
     if hist.get_total_count() == 0:
-        return LagSummary(p50=0.0, p99=0.0, max=0.0, samples=0)
+        return LagSummary(p50=0.0, p99=0.0, p999=0.0, max=0.0, samples=0)
     return LagSummary(
         p50=_ms(hist.get_value_at_percentile(50)),
         p99=_ms(hist.get_value_at_percentile(99)),
+        p999=_ms(hist.get_value_at_percentile(99.9)),
         max=_ms(hist.get_max_value()),
         samples=hist.get_total_count(),
     )
+
+
+def values_us(hist: HdrHistogram) -> tuple[list[int], list[int]]:
+    """(value, count) pairs of every recorded bucket, for resampling."""
+    values, counts = [], []
+    for item in hist.get_recorded_iterator():
+        values.append(item.value_iterated_to)
+        counts.append(item.count_added_in_this_iter_step)
+    return values, counts
 
 
 def median(values: Iterable[float]) -> float:
@@ -74,3 +89,9 @@ def median(values: Iterable[float]) -> float:
         raise ValueError("median of no values")
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def burn_ratio(r: SleepRound) -> float:
+    """CPU of the hub thread over the time it could have run (wall minus waiting for a CPU)."""
+    could_run = r.wall_s - r.runq_s
+    return r.cpu_s / could_run if could_run > 0 else 0.0

@@ -22,7 +22,7 @@ class Variant:
     env: tuple[tuple[str, str], ...] = ()
     import_before_patch: bool = False
     psycogreen: bool = False
-    spin_wait: bool = False
+    wait_hook: str | None = None  # "spin" or "partial": a wait function the control installs
     preload: bool = False  # system mode only: gunicorn --preload, app imports the driver
     control: bool = False
     expected: str = "healthy"
@@ -34,6 +34,11 @@ class Variant:
         if self.impl:
             env["PSYCOPG_IMPL"] = self.impl
         return env
+
+    def is_control(self, own_app: bool = False) -> bool:
+        """With the user's own app, `preload` asks the user's real question ("is my app safe
+        under --preload?"): its answer depends on the app, so it proves nothing about us."""
+        return self.control and not (own_app and self.preload)
 
 
 _PSYCOPG2_HINT = "pip install psycopg2-binary (or psycopg2, built against your libpq)"
@@ -98,10 +103,21 @@ VARIANTS: tuple[Variant, ...] = (
         modes=("bench",),  # under gunicorn the same trap is the `preload` variant
     ),
     Variant(
+        name="partial-block",
+        driver="psycopg",
+        impl="binary",
+        wait_hook="partial",
+        description="control: cooperative waits, but every query also blocks the hub for "
+        "--partial-block-ms (default 2 ms)",
+        control=True,
+        expected="hub-blocking",
+        install_hint=_BINARY_HINT,
+    ),
+    Variant(
         name="spin-wait",
         driver="psycopg",
         impl="binary",
-        spin_wait=True,
+        wait_hook="spin",
         description="control: a wait function that polls with zero timeout and yields (burns CPU)",
         control=True,
         expected="busy-wait",
@@ -113,7 +129,8 @@ VARIANTS: tuple[Variant, ...] = (
         impl="binary",
         preload=True,
         import_before_patch=True,
-        description="control: gunicorn --preload with an app that imports psycopg at module level",
+        description="control: gunicorn --preload with an app that imports psycopg at module "
+        "level (with --app: your app under --preload)",
         control=True,
         expected="hub-blocking",
         install_hint=_BINARY_HINT,

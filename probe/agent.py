@@ -1,0 +1,228 @@
+"""The probe inside each gunicorn worker: the run transport's end of the measurement.
+
+gunicorn's hooks (probe/apps/gunicorn_conf.py) start one Agent per worker after the worker has
+patched gevent and loaded the app, and dump its report to a file when the worker exits, so we
+hear from every worker, not just the ones a request happened to reach. Between the two:
+- the heartbeat and watchdog (probe.monitor) watch the hub the whole time;
+- every psycopg connection created in the worker, by our routes or by the user's own app,
+  gets a timed lock (probe.contention);
+- the probe's routes under /_probe/ answer the tool: `diag` (what this worker really runs),
+  `measure` (probe.measure with connections of its own, exactly as in bench), `reset`.
+
+Nothing here imports a driver at import time: with the user's own app under `--preload`, an
+import of ours in the master would change the answer to the user's question. The driver is
+loaded on the first `measure`, in the worker, after gevent patched.
+
+Environment (set by the tool): GEVENT_PROBE_VARIANT, GEVENT_PROBE_DSN,
+GEVENT_PROBE_BLOCK_THRESHOLD_MS, GEVENT_PROBE_PARTIAL_BLOCK_MS, GEVENT_PROBE_STATS_DIR.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+from probe import contention, stats
+from probe.measure import ProbeJob, first_line, probe
+from probe.model import AgentReport, LoadReport, to_dict
+from probe.monitor import LoopMonitor
+from probe.variants import BY_NAME
+
+PREFIX = "/_probe"
+StartResponse = Callable[..., Any]
+
+
+class Agent:
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.variant = BY_NAME[os.environ["GEVENT_PROBE_VARIANT"]]
+        self.dsn = os.environ.get("GEVENT_PROBE_DSN", "")
+        self.partial_block_ms = float(os.environ.get("GEVENT_PROBE_PARTIAL_BLOCK_MS") or 2)
+        threshold_ms = float(os.environ.get("GEVENT_PROBE_BLOCK_THRESHOLD_MS") or 10)
+        self.monitor = LoopMonitor(threshold_s=threshold_ms / 1000).start()
+        self.driver: Any = None
+        self._measured: dict[str, dict[str, Any]] = {}  # token -> probe report
+        _instrument_psycopg_when_imported()
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        self.first_error: str | None = None
+        self.db = stats.new_histogram()  # µs per SELECT 1 call of the sample app
+        self.queries = 0
+        self.db_errors = 0
+        self.busy_ns = 0  # inside driver calls, every route
+        self.monitor.reset()
+        contention.STATS.reset()
+        self._usage = resource.getrusage(resource.RUSAGE_SELF)
+        self._since = time.perf_counter()
+
+    # -- what the app reports ------------------------------------------------------------------
+
+    def count(self, route: str) -> None:
+        self.requests[route] = self.requests.get(route, 0) + 1
+
+    def error(self, route: str, ex: BaseException) -> None:
+        self.errors[route] = self.errors.get(route, 0) + 1
+        self.first_error = self.first_error or first_line(ex)
+
+    def db_call(self, call: Callable[[], Any], timed: bool) -> Any:
+        """Run one driver call of the app; `timed` ones (SELECT 1) go into the histogram."""
+        start = time.perf_counter_ns()
+        try:
+            result = call()
+        except Exception:
+            self.db_errors += timed
+            raise
+        finally:
+            self.busy_ns += time.perf_counter_ns() - start
+        if timed:
+            self.db.record_value(max(1, (time.perf_counter_ns() - start) // 1000))
+            self.queries += 1
+        return result
+
+    # -- the probe's routes -------------------------------------------------------------------
+
+    def ensure_driver(self) -> Any:
+        """The variant's driver, loaded in this worker on first use (already loaded when the
+        sample app imported it, in the worker or, under --preload, in the master)."""
+        if self.driver is None:
+            from probe import drivers
+
+            self.driver = drivers.load(self.variant, self.partial_block_ms)
+        return self.driver
+
+    def measure(self, token: str, concurrency: int, sleep_ms: float, rounds: int) -> dict:
+        if token not in self._measured:
+            self.ensure_driver()
+            job = ProbeJob(dsn=self.dsn, concurrency=concurrency, sleep_s=sleep_ms / 1000,
+                           rounds=rounds)
+            self._measured[token] = to_dict(probe(self.driver, job, self.monitor))
+        return self._measured[token]
+
+    def diag(self) -> dict[str, Any]:
+        return {"pid": self.pid, "variant": self.variant.name,
+                "runtime": to_dict(self.ensure_driver().runtime())}
+
+    def report(self) -> AgentReport:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        load = LoadReport(
+            db_hdr=stats.encode(self.db), queries=self.queries, errors=self.db_errors,
+            wall_s=round(time.perf_counter() - self._since, 6), busy_s=round(self.busy_ns / 1e9, 6),
+            cpu_s=round(usage.ru_utime + usage.ru_stime
+                        - self._usage.ru_utime - self._usage.ru_stime, 6),
+            voluntary_ctx=usage.ru_nvcsw - self._usage.ru_nvcsw,
+            involuntary_ctx=usage.ru_nivcsw - self._usage.ru_nivcsw,
+            first_error=self.first_error,
+            lock=contention.STATS.report() if "psycopg" in sys.modules else None)
+        return AgentReport(pid=self.pid, requests=dict(self.requests), errors=dict(self.errors),
+                           monitor=self.monitor.report(), load=load, first_error=self.first_error)
+
+    def dump(self) -> str | None:
+        """Write the report to $GEVENT_PROBE_STATS_DIR/worker-<pid>.json, atomically."""
+        directory = os.environ.get("GEVENT_PROBE_STATS_DIR")
+        if not directory:
+            return None
+        path = os.path.join(directory, f"worker-{self.pid}.json")
+        with open(f"{path}.tmp", "w") as f:
+            json.dump(to_dict(self.report()), f)
+        os.replace(f"{path}.tmp", path)
+        return path
+
+    def routes(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """WSGI for PATH_INFO under /_probe/."""
+        route = environ.get("PATH_INFO", "")[len(PREFIX):].strip("/")
+        query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        if route == "healthz":
+            return respond(start_response, "200 OK", "ok")
+        if route == "diag":
+            try:
+                return respond_json(start_response, self.diag())
+            except Exception as ex:  # e.g. the driver cannot be imported in this worker
+                return respond_json(start_response, {"pid": self.pid, "failed": first_line(ex)})
+        if route == "reset":
+            self.reset()
+            return respond_json(start_response, {"pid": self.pid})
+        if route == "measure":
+            try:
+                report = self.measure(query.get("token", ""), int(query["concurrency"]),
+                                      float(query["sleep_ms"]), int(query["rounds"]))
+            except Exception as ex:  # the tool gets the reason; the worker keeps serving
+                return respond_json(start_response, {"pid": self.pid, "failed": first_line(ex)})
+            return respond_json(start_response, {"pid": self.pid, "report": report})
+        return respond(start_response, "404 Not Found", "not found\n")
+
+
+_agent: Agent | None = None
+
+
+def start() -> Agent:
+    """Called by gunicorn's post_worker_init hook, in the worker, after gevent patched."""
+    global _agent
+    _agent = Agent()
+    return _agent
+
+
+def current() -> Agent:
+    """This worker's agent (started on first use when no hook did, e.g. in a test)."""
+    if _agent is None or _agent.pid != os.getpid():
+        return start()
+    return _agent
+
+
+def dump_if_started() -> None:
+    """Called by gunicorn's worker_exit hook: a worker that never started one has nothing."""
+    if _agent is not None and _agent.pid == os.getpid():
+        _agent.monitor.stop()
+        _agent.dump()
+
+
+class _InstrumentOnImport(importlib.abc.MetaPathFinder):
+    """Instrument psycopg's connections as soon as an app imports psycopg lazily (the usual
+    #919 shape: a module-level singleton connection created on the first request)."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != "psycopg":
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_instrument(module: Any) -> None:
+            exec_module(module)
+            sys.modules[name] = module
+            contention.instrument_psycopg()
+
+        spec.loader.exec_module = exec_then_instrument  # type: ignore[method-assign]
+        return spec
+
+
+def _instrument_psycopg_when_imported() -> None:
+    if not contention.instrument_psycopg() and not any(
+            isinstance(f, _InstrumentOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _InstrumentOnImport())
+
+
+def respond(start_response: StartResponse, status: str, body: str | bytes,
+            content_type: str = "text/plain; charset=utf-8") -> Iterable[bytes]:
+    data = body.encode() if isinstance(body, str) else body
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def respond_json(start_response: StartResponse, payload: dict[str, Any]) -> Iterable[bytes]:
+    return respond(start_response, "200 OK", json.dumps(payload), "application/json")

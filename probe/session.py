@@ -1,0 +1,179 @@
+"""The one variant loop, for `bench` and `run` alike (and `gate`, `selftest`, `matrix`).
+
+For each repeat, for each variant (interleaved, A B C A B C, so drift hits all alike): measure
+it through the mode's transport in a fresh process tree, judge it, and write results.json
+again, atomically, so nothing measured is ever lost. One variant failing in any way makes that
+variant `inconclusive` with the reason; the others are still measured. If the database itself
+stopped answering, the run stops there (`aborted`). Controls that are not flagged as expected
+are recorded: the run then cannot be trusted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from probe import detect, metadata, summary
+from probe import dsn as dsn_mod
+from probe.errors import ProbeError
+from probe.model import (
+    Measurement,
+    Repeat,
+    RunResult,
+    Unavailable,
+    VariantResult,
+    from_dict,
+    to_dict,
+)
+from probe.postgres import Database, answers
+from probe.settings import Settings
+from probe.variants import Variant, select
+
+# progress(step, steps, variant name, state): state is "running", a verdict, or "skipped".
+Progress = Callable[[int, int, str, str], None]
+Sink = Callable[[RunResult], None]
+
+
+def run(settings: Settings, database: Database, run_id: str,
+        progress: Progress | None = None, sink: Sink | None = None) -> RunResult:
+    mode = settings.measuring_mode
+    chosen = select(settings.variants, mode)
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    measured: dict[str, list[Measurement]] = {}
+    times: dict[str, list[str]] = {}
+    skipped: dict[str, Unavailable] = {}
+    aborted: str | None = None
+    steps = len(chosen) * settings.repeats
+    environment = metadata.collect(database)
+
+    def assemble(complete: bool) -> RunResult:
+        result = RunResult(
+            run_id=run_id, mode=mode, command=settings.command_line(),
+            started=started.isoformat(timespec="seconds"),
+            duration_s=round(time.perf_counter() - t0, 2), complete=complete,
+            environment=environment, settings=settings.public(),
+            variants=tuple(_variant_result(v, measured[v.name], times[v.name], settings)
+                           for v in chosen if measured.get(v.name)),
+            skipped=tuple(skipped.values()), aborted=aborted)
+        result = dataclasses.replace(result, control_problems=control_problems(result))
+        return scrub(result, database.dsn)
+
+    with tempfile.TemporaryDirectory(prefix="gevent-probe-run-") as tmp:
+        transport = _transport(settings, database, Path(tmp))
+        step = 0
+        for repeat in range(settings.repeats):
+            for variant in chosen:
+                if variant.name in skipped:
+                    continue
+                step += 1
+                _tell(progress, step, steps, _label(variant, repeat, settings), "running")
+                outcome = _measure(transport, variant, database)
+                if isinstance(outcome, Unavailable):
+                    skipped[variant.name] = outcome
+                    _tell(progress, step, steps, variant.name, "skipped")
+                    continue
+                measured.setdefault(variant.name, []).append(outcome)
+                times.setdefault(variant.name, []).append(
+                    datetime.now(UTC).isoformat(timespec="seconds"))
+                verdict = detect.judge(outcome, own_app=bool(settings.app)).verdict
+                _tell(progress, step, steps, _label(variant, repeat, settings), verdict)
+                if outcome.problems and not answers(database.dsn):
+                    aborted = (f"PostgreSQL stopped answering while {variant.name} was "
+                               "measured; the variants after it were not measured.")
+                if sink is not None:
+                    sink(assemble(complete=False))
+                if aborted:
+                    break
+            if aborted:
+                break
+        transport.close()
+    return assemble(complete=aborted is None)
+
+
+def _label(variant: Variant, repeat: int, settings: Settings) -> str:
+    return variant.name if settings.repeats == 1 else \
+        f"{variant.name} (repeat {repeat + 1}/{settings.repeats})"
+
+
+def _tell(progress: Progress | None, step: int, steps: int, name: str, state: str) -> None:
+    if progress is not None:
+        progress(step, steps, name, state)
+
+
+def _transport(settings: Settings, database: Database, workdir: Path) -> Any:
+    if settings.measuring_mode == "run":
+        from probe.system import HttpTransport
+
+        return HttpTransport(settings, database.dsn, workdir)
+    from probe.bench import BenchTransport
+
+    return BenchTransport(settings, database.dsn)
+
+
+def _measure(transport: Any, variant: Variant, database: Database) -> Measurement | Unavailable:
+    """One measurement; whatever goes wrong becomes the variant's reason, never a traceback."""
+    from probe.bench import placeholder_runtime
+
+    try:
+        return transport.measure(variant)
+    except ProbeError as ex:
+        reason = str(ex)
+    except Exception as ex:  # a bug of ours must cost one variant, not the run
+        reason = f"unexpected {type(ex).__name__} while measuring: {ex}".splitlines()[0]
+    return summary.failed(placeholder_runtime(variant), dsn_mod.scrub(reason, database.dsn))
+
+
+def _variant_result(variant: Variant, measurements: list[Measurement], started: list[str],
+                    settings: Settings) -> VariantResult:
+    own_app = bool(settings.app)
+    judgements = [detect.judge(m, own_app) for m in measurements]
+    merged = summary.merge(measurements)
+    overall = detect.judge(merged, own_app)
+    verdicts = [j.verdict for j in judgements]
+    if len(set(verdicts)) > 1:
+        counts = ", ".join(f"{v} x{verdicts.count(v)}" for v in dict.fromkeys(verdicts))
+        overall = detect.Judgement(
+            "inconclusive", (f"The {len(verdicts)} repeats disagree ({counts}).",
+                             *overall.evidence),
+            "Run again on a quieter machine, or with more --repeat.")
+    elif overall.verdict != verdicts[0]:
+        overall = judgements[len(judgements) // 2]
+    control = variant.is_control(own_app)
+    return VariantResult(
+        name=variant.name, control=control, expected=variant.expected if control else None,
+        verdict=overall.verdict, evidence=overall.evidence, fix=overall.fix, measured=merged,
+        repeats=tuple(Repeat(verdict=j.verdict, serialization_ratio=m.serialization.ratio,
+                             histograms={k: v for k, v in m.histograms.items()
+                                         if k == "db" or k.startswith("http:")},
+                             started=when)
+                      for j, m, when in zip(judgements, measurements, started, strict=True)))
+
+
+def control_problems(result: RunResult) -> tuple[str, ...]:
+    """Controls prove the detectors work here; one with the wrong verdict voids the run."""
+    return tuple(f"{r.name} gave {r.verdict}, expected {r.expected}"
+                 for r in result.variants if r.control and r.verdict != r.expected)
+
+
+def scrub(result: RunResult, dsn: str) -> RunResult:
+    """The result with the DSN's password removed from every string it holds (driver errors
+    and stack frames can quote a DSN)."""
+    if dsn_mod.password_of(dsn) is None:
+        return result
+    return from_dict(RunResult, _scrub_tree(to_dict(result), dsn))
+
+
+def _scrub_tree(node: Any, dsn: str) -> Any:
+    if isinstance(node, str):
+        return dsn_mod.scrub(node, dsn)
+    if isinstance(node, dict):
+        return {k: _scrub_tree(v, dsn) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_scrub_tree(v, dsn) for v in node]
+    return node

@@ -1,0 +1,312 @@
+"""One settings model for every command: flags > config file > defaults, validated once.
+
+Each field of `Settings` carries its flag, help and the commands that take it; the CLI builds
+its parsers from these fields, the config file is read against them, and `validate` checks
+them in one place. A config file is TOML: `--config FILE`, or else the `[tool.gevent-probe]`
+table of ./pyproject.toml. Top-level keys apply to every command, a table per command
+(`[bench]`, `[run]`, `[gate]`, `[matrix]`) to that command; `gate` reads the table of its
+`--mode` first, then `[gate]`:
+
+    [tool.gevent-probe]
+    variants = "psycopg2-green,psycopg-binary"
+
+    [tool.gevent-probe.gate]
+    max-p99 = 25.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shlex
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ProbeError
+
+DSN_ENV = "GEVENT_PROBE_DSN"
+MEASURING = ("bench", "run", "gate", "selftest", "matrix")
+BENCH_LIKE = ("bench", "gate", "selftest", "matrix")
+RUN_LIKE = ("run", "gate")
+SCENARIOS = ("mixed", "select1")
+FAIL_ON_DEFAULT = "hub-blocking,busy-wait,contention,regressed,inconclusive"
+MAX_DURATION_S = 3600.0
+
+
+def _opt(default: Any, help: str, commands: tuple[str, ...], *, short: str | None = None,
+         choices: tuple[str, ...] | None = None, low: float | None = None,
+         high: float | None = None, metavar: str | None = None) -> Any:
+    """A setting: its default, and the flag the CLI makes of it."""
+    return field(default=default, metadata={
+        "help": help, "commands": commands, "short": short, "choices": choices,
+        "low": low, "high": high, "metavar": metavar})
+
+
+@dataclass(frozen=True)
+class Settings:
+    command: str = "bench"
+    # -- what to measure, and against which server -----------------------------------------
+    variants: str | None = _opt(None, "comma-separated variant names (default: all)", MEASURING)
+    dsn: str | None = _opt(None, f"your PostgreSQL server instead of the embedded one (or set "
+                           f"{DSN_ENV}); its password is never printed nor stored", MEASURING,
+                           metavar="URL")
+    connections: str = _opt("per-greenlet", "per-greenlet (default): every greenlet its own "
+                            "connection; shared: all greenlets of a process (all requests of "
+                            "a gunicorn worker) share one, the psycopg #919 shape", MEASURING,
+                            choices=("per-greenlet", "shared"))
+    # -- the in-process probe, the same in bench and run -----------------------------------
+    concurrency: int = _opt(16, "probe connections sleeping at once, and greenlets of the bench "
+                            "load (default 16)", MEASURING, short="-c", low=2, high=200)
+    sleep_ms: float = _opt(50.0, "server-side sleep of the probe (default 50)", MEASURING,
+                           low=1, high=10_000)
+    rounds: int = _opt(3, "probe rounds at most; it stops after the first decisive one "
+                       "(default 3)", MEASURING, low=1, high=20)
+    block_threshold_ms: float = _opt(10.0, "a hub stall longer than this is counted "
+                                     "(default 10, at least 2)", MEASURING, low=2, high=10_000)
+    partial_block_ms: float = _opt(2.0, "how long the partial-block control blocks the hub per "
+                                   "query (default 2)", MEASURING, low=0.05, high=1000)
+    repeat: int | None = _opt(None, "measure every variant K times, interleaved (default 1; 3 "
+                              "for gate)", MEASURING, low=1, high=50, metavar="K")
+    # -- the load ------------------------------------------------------------------------------
+    queries: int = _opt(300, "bench: SELECT 1 per greenlet (default 300; such a load stops "
+                        "after 3 s in any case: use --duration for longer)", BENCH_LIKE,
+                        low=1, high=1_000_000)
+    duration: float | None = _opt(None, "seconds of load per variant (run: default 10; bench: "
+                                  "instead of --queries); at most 3600", MEASURING, short="-t",
+                                  low=0.1, high=MAX_DURATION_S)
+    users: int = _opt(50, "run: locust users (default 50)", RUN_LIKE, short="-u", low=1,
+                      high=10_000)
+    spawn_rate: float = _opt(50.0, "run: users started per second (default 50)", RUN_LIKE,
+                             short="-r", low=0.1, high=10_000)
+    scenario: str = _opt("mixed", "run: mixed (default), SELECT 1 plus a trickle of slow "
+                         "queries, which exposes hub blocking; select1, which hides it",
+                         RUN_LIKE, choices=SCENARIOS)
+    slow_share: float = _opt(0.1, "run: share of mixed users on the slow route (default 0.1)",
+                             RUN_LIKE, low=0, high=0.99)
+    slow_ms: int = _opt(50, "run: server-side sleep of the slow route (default 50)", RUN_LIKE,
+                        low=1, high=10_000)
+    locustfile: Path | None = _opt(None, "run: your own locustfile instead of a scenario",
+                                   RUN_LIKE, metavar="FILE")
+    locust_processes: int = _opt(1, "run: locust processes (locust's own master/worker mode) "
+                                 "to use several cores (default 1)", RUN_LIKE, low=1, high=64)
+    locust_master_bind: str | None = _opt(None, "run: HOST:PORT the locust master binds, for "
+                                          "workers on other machines", RUN_LIKE)
+    workers: int = _opt(1, "run: gunicorn workers (default 1)", RUN_LIKE, short="-w", low=1,
+                        high=64)
+    worker_connections: int = _opt(1000, "run: gunicorn worker_connections (default 1000)",
+                                   RUN_LIKE, low=1, high=100_000)
+    pool: str = _opt("probe", "run: probe (default), the same pool for every driver; native: "
+                     "psycopg_pool / psycopg2.pool", RUN_LIKE, choices=("probe", "native"))
+    pool_size: int = _opt(10, "run: connections per gunicorn worker (default 10)", RUN_LIKE,
+                          low=1, high=1000)
+    app: str | None = _opt(None, "run: your WSGI app as module:callable instead of the sample "
+                           "app", RUN_LIKE, metavar="MODULE:CALLABLE")
+    chdir: Path | None = _opt(None, "run: directory to import --app from (default: here)",
+                              RUN_LIKE, metavar="DIR")
+    # -- outputs -------------------------------------------------------------------------------
+    output_dir: Path = _opt(Path("reports"), "where reports/<run-id>/ go (default: reports)",
+                            (*MEASURING, "report"), metavar="DIR")
+    json_path: Path | None = _opt(None, "write results.json here instead", MEASURING,
+                                  metavar="FILE")
+    # -- gate ----------------------------------------------------------------------------------
+    mode: str = _opt("bench", "gate: what to run, bench (default) or run", ("gate",),
+                     choices=("bench", "run"))
+    results: Path | None = _opt(None, "gate: judge this results.json instead of measuring",
+                                ("gate",), metavar="FILE")
+    max_p99: float | None = _opt(None, "gate: fail when p99 (SELECT 1 in bench, every route in "
+                                 "run) exceeds MS", ("gate",), low=0, metavar="MS")
+    max_avg: float | None = _opt(None, "gate: fail when the average exceeds MS", ("gate",),
+                                 low=0, metavar="MS")
+    max_p99_ratio: float | None = _opt(None, "gate: fail when p99 is X times the baseline's "
+                                       "(default 1.2 with --baseline)", ("gate",), low=1,
+                                       metavar="X")
+    baseline_variant: str = _opt("psycopg2-green", "gate: the variant ratios compare to "
+                                 "(default psycopg2-green)", ("gate",))
+    baseline: Path | None = _opt(None, "gate: compare with a saved baseline file instead",
+                                 ("gate",), metavar="FILE")
+    save_baseline: Path | None = _opt(None, "gate: save this run as a baseline file",
+                                      ("gate",), metavar="FILE")
+    fail_on: str = _opt(FAIL_ON_DEFAULT, "gate: verdicts that fail (default: "
+                        f"{FAIL_ON_DEFAULT})", ("gate",))
+    junit: Path | None = _opt(None, "gate: write a JUnit XML report here", ("gate",),
+                              metavar="FILE")
+    # -- matrix --------------------------------------------------------------------------------
+    package: str = _opt("psycopg", "matrix: psycopg, psycopg2-binary or gevent", ("matrix",),
+                        choices=("psycopg", "psycopg2-binary", "gevent"))
+    versions: str | None = _opt(None, "matrix: a comma list, or LOW..HIGH for every release "
+                                "in between", ("matrix",), metavar="SPEC")
+    bisect: bool = _opt(False, "matrix: find where verdicts change with fewer installs",
+                        ("matrix",))
+
+    # -- derived ---------------------------------------------------------------------------
+
+    @property
+    def measuring_mode(self) -> str:
+        """bench or run: what this command measures."""
+        return self.mode if self.command == "gate" else (
+            "run" if self.command == "run" else "bench")
+
+    @property
+    def load_s(self) -> float | None:
+        if self.measuring_mode == "run":
+            return self.duration or 10.0
+        return self.duration
+
+    @property
+    def repeats(self) -> int:
+        return self.repeat or (3 if self.command == "gate" else 1)
+
+    def validate(self) -> Settings:
+        for f in dataclasses.fields(self):
+            if f.metadata and self.command in f.metadata["commands"]:
+                _check_field(f, getattr(self, f.name))
+        if self.app is not None and (":" not in self.app or self.app.startswith(":")
+                                     or self.app.endswith(":")):
+            raise ProbeError(f"--app must look like module:callable, got {self.app!r}")
+        if self.locustfile is not None and not self.locustfile.is_file():
+            raise ProbeError(f"--locustfile {self.locustfile} not found")
+        if self.chdir is not None and not self.chdir.is_dir():
+            raise ProbeError(f"--chdir {self.chdir} is not a directory")
+        if self.command == "gate" and self.results is not None and not self.results.is_file():
+            raise ProbeError(f"--results {self.results} not found")
+        if self.command == "gate" and self.baseline is not None and not self.baseline.is_file():
+            raise ProbeError(f"--baseline {self.baseline} not found")
+        if self.command == "matrix" and not self.versions:
+            raise ProbeError("matrix needs --versions, e.g. 3.1.12,3.1.14 or 3.1.12..3.1.14")
+        return self
+
+    def public(self) -> dict[str, Any]:
+        """The settings as results.json records them: no password, paths as text."""
+        from probe import dsn as dsn_mod
+
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if not f.metadata or self.command in f.metadata["commands"]}
+        data["dsn"] = dsn_mod.redact(self.dsn) if self.dsn else None
+        data["repeat"] = self.repeats
+        data["duration"] = self.load_s
+        return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+
+    def command_line(self) -> str:
+        """The command that reproduces this run; a DSN appears with its password redacted."""
+        from probe import dsn as dsn_mod
+
+        words = ["gevent-probe", self.command]
+        for f in dataclasses.fields(self):
+            if not f.metadata or self.command not in f.metadata["commands"]:
+                continue
+            value = getattr(self, f.name)
+            if value == f.default or (f.name == "dsn" and value is None):
+                continue
+            flag = "--" + f.name.replace("_", "-").replace("json-path", "json")
+            if isinstance(value, bool):
+                words.append(flag)
+                continue
+            shown = dsn_mod.redact(value) if f.name == "dsn" else value
+            words += [flag, str(shown)]
+        return shlex.join(words)
+
+
+def _check_field(f: dataclasses.Field, value: Any) -> None:
+    if value is None:
+        return
+    name = "--" + f.name.replace("_", "-").replace("json-path", "json")
+    kind = kind_of(f)
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ProbeError(f"{name} must be a whole number, got {value!r}")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)
+                          or not math.isfinite(value)):
+        raise ProbeError(f"{name} must be a number, got {value!r}")
+    if kind in (str, Path) and not isinstance(value, str | Path):
+        raise ProbeError(f"{name} must be text, got {value!r}")
+    if kind is bool and not isinstance(value, bool):
+        raise ProbeError(f"{name} must be true or false, got {value!r}")
+    meta = f.metadata
+    if meta["choices"] and value not in meta["choices"]:
+        raise ProbeError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+    if meta["low"] is not None and value < meta["low"]:
+        raise ProbeError(f"{name} must be at least {meta['low']:g}, got {value!r}")
+    if meta["high"] is not None and value > meta["high"]:
+        raise ProbeError(f"{name} is capped at {meta['high']:g} (runs must stay bounded), "
+                         f"got {value!r}")
+
+
+def kind_of(f: dataclasses.Field) -> type:
+    """int, float, str, Path or bool: the field's type without Optional."""
+    hint = typing.get_type_hints(Settings)[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return args[0]
+
+
+def fields_for(command: str) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(Settings)
+            if f.metadata and command in f.metadata["commands"]]
+
+
+# -- config files ----------------------------------------------------------------------------
+
+def load_config(path: Path | None, command: str, mode: str | None = None) -> dict[str, Any]:
+    """The values a config file sets for `command`: top-level keys, then the tables."""
+    data, source = _read_toml(path)
+    if data is None:
+        return {}
+    values = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = [command] if command != "gate" else [mode or data.get("gate", {}).get("mode")
+                                                  or "bench", "gate"]
+    for table in tables:
+        section = data.get(table, {})
+        if not isinstance(section, dict):
+            raise ProbeError(f"[{table}] in {source} must be a table")
+        values.update(section)
+    known = {f.name for f in dataclasses.fields(Settings) if f.metadata}
+    out = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        name = "json_path" if name == "json" else name
+        if name not in known:
+            raise ProbeError(f"unknown setting {key!r} in {source}")
+        out[name] = value
+    return out
+
+
+def _read_toml(path: Path | None) -> tuple[dict[str, Any] | None, str]:
+    explicit = path is not None
+    path = path or Path("pyproject.toml")
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        if explicit:
+            raise ProbeError(f"cannot read config {path}: no such file") from None
+        return None, str(path)
+    except OSError as ex:
+        raise ProbeError(f"cannot read config {path}: {ex.strerror}") from None
+    except tomllib.TOMLDecodeError as ex:
+        raise ProbeError(f"invalid TOML in {path}: {ex}") from None
+    if path.name == "pyproject.toml" or "tool" in data:
+        tool = data.get("tool", {}).get("gevent-probe")
+        if tool is None:
+            return (None, str(path)) if not explicit else ({}, str(path))
+        return tool, f"{path} [tool.gevent-probe]"
+    return data, str(path)
+
+
+def build(command: str, flags: dict[str, Any], config: Path | None = None) -> Settings:
+    """Settings for `command`: defaults <- config file <- flags (None means "not given")."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    file_values = load_config(config, command, given.get("mode"))
+    merged: dict[str, Any] = {**file_values, **given}
+    if merged.get("dsn") is None and os.environ.get(DSN_ENV):
+        merged["dsn"] = os.environ[DSN_ENV]
+    by_name = {f.name: f for f in dataclasses.fields(Settings)}
+    for name, value in list(merged.items()):
+        f = by_name[name]
+        _check_field(f, value)  # a config file's wrong type fails here, in one line
+        if kind_of(f) is Path and isinstance(value, str):
+            merged[name] = Path(value)
+        if kind_of(f) is float and isinstance(value, int):
+            merged[name] = float(value)
+    return Settings(command=command, **merged).validate()

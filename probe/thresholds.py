@@ -1,0 +1,41 @@
+"""Every number a verdict depends on, in one place, with how it was measured.
+
+Measured on the project's 2-core machine (psycopg 3.3.8, psycopg2 2.9.13, gevent 26.9,
+PostgreSQL 15 and 18); `benchmarks/` has the scripts that print them again.
+"""
+
+from __future__ import annotations
+
+# Serialised when C concurrent sleeps took more than halfway from "all overlap" (1x) to "one
+# by one" (Cx). Measured: cooperative drivers 1.0-1.1x, blocking ones 16.2-16.7x at C=16.
+SERIAL_FRACTION = 0.5
+
+# Hub-thread CPU / wall while every probe connection waits on pg_sleep. Measured: 0.01-0.13
+# for real drivers, 0.95-1.0 for the spinning control.
+BURN_RATIO = 0.5
+
+# Median per-query time a probe query held the hub while off-CPU. Measured: 0.000-0.001 ms for
+# cooperative drivers; 0.56 / 1.06 / 2.07 ms for 0.5 / 1 / 2 ms partial blocks; 50 ms for wait_c.
+BLOCKED_MS = 0.2
+
+# Share of the load phase the hub spent in stalls (blocked or busy, not preempted) longer than
+# the stall threshold, and how many such stalls at least: one GC pause is not a pattern.
+STALLED_SHARE = 0.10
+MIN_STALLS = 3
+
+# Share of the time in driver calls spent waiting for a connection another greenlet held.
+# Measured: 0 with a connection per greenlet; 0.88 (16 greenlets) to 0.97 (64) on one.
+CONTENTION_SHARE = 0.25
+
+LOADGEN_SATURATION = 0.9  # share of one core used by the busiest locust process
+MAX_ERROR_RATE = 0.01
+MIN_QUERIES = 100
+MIN_PROBE_QUERIES = 8
+
+# psycopg releases that pick wait_c under gevent whatever the import order (issue #527):
+# 3.1.5 to 3.1.13; 3.1.14 (PR #688) checks whether gevent patched select.
+PSYCOPG_GEVENT_CHECK = (3, 1, 14)
+
+
+def serialised_threshold(concurrency: int) -> float:
+    return 1 + SERIAL_FRACTION * (concurrency - 1)

@@ -1,0 +1,20 @@
+from probe.frames import culprit_line, merge_culprits
+from probe.model import Culprit, MonitorReport
+
+
+def test_the_culprit_is_the_innermost_frame_outside_gevent():
+    stack = ('  File "app.py", line 3, in handler', "    query()",
+             '  File "db.py", line 9, in query', "    cur.execute(sql)",
+             '  File "/x/gevent/hub.py", line 1, in switch', "    switch()")
+    assert culprit_line(stack) == 'File "db.py", line 9, in query `cur.execute(sql)`'
+    assert culprit_line(()) is None
+
+
+def test_culprits_of_several_workers_add_up():
+    def report(*culprits):
+        return MonitorReport(interval_ms=1, threshold_ms=10, watched_s=1, lag_hdr="", stalls=0,
+                             stalled_ms=0, max_ms=0, culprits=culprits)
+
+    merged = merge_culprits([report(Culprit("a", 2, ("s",))),
+                             report(Culprit("b", 1, ()), Culprit("a", 3, ()))])
+    assert [(c.frame, c.count) for c in merged] == [("a", 5), ("b", 1)]

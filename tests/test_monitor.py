@@ -1,0 +1,94 @@
+"""The heartbeat, the watchdog and the blocked-time tracer on a real gevent hub."""
+
+import time
+
+import gevent
+import pytest
+from gevent.lock import Semaphore
+
+from probe import contention, stats
+from probe.monitor import LoopMonitor, stall_kind
+from probe.tracer import BlockedTimeTracer
+
+blocking_sleep = time.sleep  # this test process is not monkey-patched: it really blocks
+
+
+@pytest.fixture
+def monitor():
+    m = LoopMonitor(threshold_s=0.01).start()
+    gevent.sleep(0.02)
+    m.reset()
+    yield m
+    m.stop()
+
+
+def test_a_blocking_call_is_one_stall_measured_with_its_frame(monitor):
+    blocking_sleep(0.1)  # the hub cannot run while this holds it
+    monitor.settle()
+    report = monitor.report()
+    assert report.stalls == 1 and report.kinds == {"blocked": 1}
+    assert 95 <= report.max_ms <= 200
+    assert "blocking_sleep(0.1)" in report.culprits[0].frame
+    # Corrected for coordinated omission: the stall stands for the ~100 beats it prevented.
+    lag = stats.lag_summary(stats.decode(report.lag_hdr))
+    assert lag.samples >= 90 and lag.p50 >= 40
+
+
+def test_code_that_computes_without_yielding_is_a_busy_stall(monitor):
+    end = time.perf_counter() + 0.05
+    while time.perf_counter() < end:
+        pass
+    monitor.settle()
+    report = monitor.report()
+    assert report.kinds.get("busy") == 1 and report.stalls == 1
+
+
+def test_short_hiccups_are_lag_not_stalls(monitor):
+    for _ in range(20):
+        blocking_sleep(0.002)
+        gevent.sleep(0.002)
+    report = monitor.report()
+    assert report.stalls == 0 and 1.5 <= report.max_ms < 10
+
+
+def test_where_a_late_beat_went_decides_its_kind():
+    ms = 1_000_000
+    assert stall_kind(0.05, (0, 0), (45 * ms, 0)) == "busy"
+    assert stall_kind(0.05, (0, 0), (2 * ms, 40 * ms)) == "preempted"
+    assert stall_kind(0.05, (0, 0), (2 * ms, 1 * ms)) == "blocked"
+
+
+def test_the_tracer_counts_blocking_not_cooperative_waiting():
+    recorded: list[int] = []
+    with BlockedTimeTracer() as tracer:
+        def blocking() -> None:
+            with tracer.call(recorded.append):
+                blocking_sleep(0.005)
+
+        def cooperative() -> None:
+            with tracer.call(recorded.append):
+                gevent.sleep(0.005)
+
+        gevent.joinall([gevent.spawn(blocking), gevent.spawn(cooperative)])
+    blocked_us, cooperative_us = recorded
+    assert 4500 <= blocked_us <= 20000
+    assert cooperative_us < 500
+
+
+def test_a_timed_lock_measures_who_waited_for_a_busy_connection():
+    contention.STATS.reset()
+    lock = contention.TimedLock(Semaphore())
+
+    def holder() -> None:
+        with lock:
+            gevent.sleep(0.03)
+
+    def waiter() -> None:
+        with lock:  # a second greenlet wants the same "connection"
+            pass
+
+    gevent.joinall([gevent.spawn(holder), gevent.spawn(waiter)])
+    report = contention.STATS.report()
+    assert (report.acquisitions, report.contended) == (2, 1)
+    assert 25 <= report.wait_total_ms <= 200
+    assert "in waiter" in report.first_frame

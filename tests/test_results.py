@@ -1,0 +1,33 @@
+import json
+
+import pytest
+
+from probe import results
+from probe.errors import ProbeError
+from tests.test_model import make_run
+
+
+def test_two_runs_in_the_same_second_never_collide(tmp_path):
+    ids = {results.new_run_dir(tmp_path, "bench")[0] for _ in range(30)}
+    assert len(ids) == 30
+
+
+def test_writes_are_atomic_and_readable_back(tmp_path):
+    path = tmp_path / "r" / "results.json"
+    results.write(make_run(complete=False), path)
+    results.write(make_run(), path)
+    assert json.loads(path.read_text())["complete"] is True
+    assert results.read(path) == make_run()
+    assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temp file left
+
+
+def test_an_unwritable_output_fails_before_measuring():
+    with pytest.raises(ProbeError, match=r"cannot write /proc/x/r\.json"):
+        results.check_writable(__import__("pathlib").Path("/proc/x/r.json"))
+
+
+def test_a_file_that_is_not_ours_is_refused(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"schema": "something/1"}')
+    with pytest.raises(ProbeError, match="not a gevent-probe results file"):
+        results.read(bad)

@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from probe.errors import ProbeError
+from probe.settings import build
+
+
+def write(tmp_path: Path, text: str, name: str = "probe.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_flags_win_over_the_file_which_wins_over_defaults(tmp_path):
+    config = write(tmp_path, 'concurrency = 8\nsleep-ms = 20\n[bench]\nconcurrency = 12\n')
+    settings = build("bench", {"sleep_ms": 30.0}, config)
+    assert (settings.concurrency, settings.sleep_ms, settings.rounds) == (12, 30.0, 3)
+
+
+def test_pyproject_table_is_found_without_flags(tmp_path, monkeypatch):
+    write(tmp_path, '[project]\nname = "app"\n[tool.gevent-probe]\nvariants = "psycopg2"\n'
+                    '[tool.gevent-probe.gate]\nmax-p99 = 25\n', name="pyproject.toml")
+    monkeypatch.chdir(tmp_path)
+    assert build("bench", {}).variants == "psycopg2"
+    assert build("gate", {}).max_p99 == 25.0
+    monkeypatch.chdir(tmp_path.parent)  # no pyproject.toml here: defaults
+    assert build("bench", {}).variants is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ('concurrency = "many"', "--concurrency must be a whole number, got 'many'"),
+    ("output_dir = 5", "--output-dir must be text, got 5"),
+    ("sleep-ms = true", "--sleep-ms must be a number"),
+    ("colour = 1", "unknown setting 'colour'"),
+    ("[bench]\nduration = 1e12", "--duration is capped at 3600"),
+    ("bench = 3", "[bench] in"),
+])
+def test_a_wrong_config_is_one_clear_error(tmp_path, text, message):
+    with pytest.raises(ProbeError) as info:
+        build("bench", {}, write(tmp_path, text))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_every_run_stays_bounded():
+    with pytest.raises(ProbeError, match="capped at 3600"):
+        build("bench", {"duration": 1e12})
+    with pytest.raises(ProbeError, match="at least 2"):
+        build("bench", {"block_threshold_ms": 1.0})
+    with pytest.raises(ProbeError, match="capped at 200"):
+        build("bench", {"concurrency": 5000})
+    assert build("run", {}).load_s == 10.0 and build("bench", {}).load_s is None
+
+
+def test_gate_repeats_three_times_by_default_and_bench_once():
+    assert build("gate", {}).repeats == 3 and build("bench", {}).repeats == 1
+    assert build("gate", {"mode": "run"}).measuring_mode == "run"
+
+
+def test_the_reproducing_command_never_shows_a_password():
+    settings = build("bench", {"variants": "psycopg2", "concurrency": 8,
+                               "dsn": "postgresql://app:hunter2@db/x"})
+    line = settings.command_line()
+    assert line.startswith("gevent-probe bench --variants psycopg2")
+    assert "--concurrency 8" in line and "hunter2" not in line
+    assert "hunter2" not in str(settings.public())
