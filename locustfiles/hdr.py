@@ -141,6 +141,9 @@ def load_report(recorder: Recorder, environment: Environment) -> dict[str, Any]:
         "locust_stats": _locust_stats(environment),
         "mode": "master" if isinstance(runner, MasterRunner) else "local",
         "workers_reported": sorted(_reporters),
+        # CPU seconds of each process that generated load, counted from the start of the test:
+        # locust's own start-up (imports) is not the load generator being busy.
+        "load_cpu_s": dict(_worker_cpu) if _worker_cpu else {"local": _cpu_since_start()},
     }
 
 
@@ -152,6 +155,12 @@ def write_report(path: str, recorder: Recorder, environment: Environment) -> Non
 
 
 _reporters: set[str] = set()
+_worker_cpu: dict[str, float] = {}  # master: each worker's CPU since the test started
+_cpu_at_start: list[float] = []
+
+
+def _cpu_since_start() -> float:
+    return time.process_time() - (_cpu_at_start[0] if _cpu_at_start else 0.0)
 
 
 def _on_request(name: str, response_time: float | None, exception: BaseException | None = None,
@@ -162,7 +171,7 @@ def _on_request(name: str, response_time: float | None, exception: BaseException
 def _on_report_to_master(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
     # Fired in a worker just before each stats message: ship what was recorded, start afresh,
     # exactly as locust does with its own stats.
-    data[REPORT_KEY] = RECORDER.export()
+    data[REPORT_KEY] = {**RECORDER.export(), "cpu_s": _cpu_since_start()}
     RECORDER.reset()
 
 
@@ -171,10 +180,12 @@ def _on_worker_report(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
     if exported:
         _reporters.add(client_id)
         RECORDER.absorb(exported)
+        _worker_cpu[client_id] = exported.get("cpu_s", 0.0)
 
 
 def _on_test_start(environment: Environment, **_kw: Any) -> None:
     RECORDER.reset()  # locust clears its stats for a new test too
+    _cpu_at_start[:] = [time.process_time()]
 
 
 def _on_spawning_complete(user_count: int, **_kw: Any) -> None:

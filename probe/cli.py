@@ -113,7 +113,7 @@ def measure(settings: Any) -> tuple[Any, Path]:
 
     run_id, path = results.prepare(settings.output_dir, settings.json_path,
                                    settings.measuring_mode)
-    with postgres.database(settings.dsn) as database:
+    with results.removed_if_unused(path.parent), postgres.database(settings.dsn) as database:
         if settings.measuring_mode == "run":
             from probe.system import check_app
 

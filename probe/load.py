@@ -30,8 +30,8 @@ STOP_SLACK_S = 30.0  # locust start-up and shutdown beyond the load itself
 @dataclass(frozen=True)
 class LoadOutcome:
     data: dict[str, Any]  # the hdr.py JSON: histograms, requests, failures, timeline, locust's
-    load_s: float  # the -t duration: start-up CPU counts against it, erring towards "saturated"
-    cpu_s_per_process: tuple[float, ...]  # each locust process's CPU seconds
+    load_s: float  # the -t duration
+    cpu_s_per_process: tuple[float, ...]  # each load-generating process's CPU during the test
     started: float  # Unix time the load began
 
     @property
@@ -80,7 +80,9 @@ def run_locust(settings: Settings, host: str, workdir: Path) -> LoadOutcome:
     if not out.is_file():
         tail = (workdir / "locust.log").read_text(errors="replace").strip().splitlines()
         raise ProbeError(f"locust produced no results: {tail[-1] if tail else 'no output'}")
-    return LoadOutcome(json.loads(out.read_text()), duration, cpu, started)
+    data = json.loads(out.read_text())
+    measured = tuple(data.get("load_cpu_s", {}).values())  # from inside, since the test began
+    return LoadOutcome(data, duration, measured or cpu, started)
 
 
 def _watch_cpu(proc: subprocess.Popen, deadline: float) -> tuple[float, ...]:

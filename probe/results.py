@@ -7,10 +7,12 @@ their folder is created exclusively, so two runs in the same second never collid
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,17 @@ def prepare(output_dir: Path, json_path: Path | None, mode: str) -> tuple[str, P
         return new_run_id(mode), json_path
     run_id, folder = new_run_dir(output_dir, mode)
     return run_id, folder / "results.json"
+
+
+@contextlib.contextmanager
+def removed_if_unused(folder: Path) -> Iterator[None]:
+    """Remove the run's folder again if the run failed before writing anything into it."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only succeeds when empty
+        raise
 
 
 def new_run_dir(output_dir: Path, mode: str) -> tuple[str, Path]:

@@ -95,3 +95,48 @@ def test_cluster_dies_with_its_parent_even_on_sigkill_and_the_next_run_sweeps_it
     assert Path(tmpdir).exists()  # nobody could clean up after SIGKILL...
     postgres.sweep_stale()
     assert not Path(tmpdir).exists()  # ...until the next run
+
+
+HIDE_SYSTEM_POSTGRES = ("mount -t tmpfs none /usr/lib/postgresql 2>/dev/null || true; "
+                        "for b in initdb postgres pg_config; do p=$(command -v $b) && "
+                        "mount --bind /dev/null $p; done; exec \"$@\"")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="a private mount namespace needs root")
+def test_bench_and_run_need_no_system_postgresql(tmp_path):
+    """In a mount namespace where the system's PostgreSQL binaries are hidden."""
+    out = tmp_path / "r.json"
+    for args in (["bench", "--variants", "psycopg-binary,wait_c", "--queries", "100"],
+                 ["run", "--variants", "psycopg-binary,psycopg2", "--duration", "3",
+                  "--users", "10"]):
+        proc = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             HIDE_SYSTEM_POSTGRES, "sh", sys.executable, "-c",
+             "import probe.postgres as p, sys; sys.exit(bool(p.system_bindirs()))"],
+            capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, "the system's PostgreSQL is still visible"
+        proc = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             HIDE_SYSTEM_POSTGRES, "sh", sys.executable, "-m", "probe", *args, "--json",
+             str(out)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        data = __import__("json").loads(out.read_text())
+        assert data["environment"]["postgresql"]["source"] == "bundled"
+        verdicts = [r["verdict"] for r in data["variants"]]
+        assert verdicts == ["healthy", "hub-blocking"], verdicts
+
+
+@pytest.mark.slow
+def test_system_binaries_serve_when_chosen(tmp_path):
+    system = postgres.system_bindirs()
+    assert system, "CI machines have PostgreSQL server binaries"
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "probe", "bench", "--variants",
+                           "psycopg-binary,wait_c", "--queries", "100", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, postgres.BINDIR_ENV: str(system[0])})
+    assert proc.returncode == 0, proc.stderr
+    data = __import__("json").loads(out.read_text())
+    assert data["environment"]["postgresql"]["source"] == postgres.BINDIR_ENV
+    assert [r["verdict"] for r in data["variants"]] == ["healthy", "hub-blocking"]

@@ -93,3 +93,20 @@ def test_bring_your_own_flask_app():
                      "psycopg-binary", "--duration", "3", "--users", "10")
     assert proc.returncode == 0, proc.stderr
     assert "healthy" in proc.stdout
+
+
+@pytest.mark.parametrize("app, says", [
+    ("no_such_module:app", "cannot import module 'no_such_module'"),
+    ("flask_app:nope", "module 'flask_app' has no attribute 'nope'"),
+])
+def test_an_app_that_cannot_load_is_one_line_before_any_load(tmp_path, app, says):
+    before = temp_clusters()
+    start = time.monotonic()
+    proc = probe_cli("run", "--app", app, "--chdir", "examples", "--variants",
+                     "psycopg-binary", "--output-dir", str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert says in line and "examples" in line and "Traceback" not in line
+    assert time.monotonic() - start < 15
+    assert not list(tmp_path.iterdir())  # nothing was measured, no empty run folder left
+    assert_nothing_left(before)

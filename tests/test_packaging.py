@@ -1,0 +1,103 @@
+"""The tool as users get it: a wheel in a fresh venv, run from anywhere, on any app layout."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+UV = [sys.executable, "-m", "uv"]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([*UV, "build", "--wheel", "--quiet", "--out-dir", str(out), str(ROOT)],
+                   check=True, timeout=300)
+    (found,) = out.glob("gevent_probe-*.whl")
+    return found
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, wheel) -> Path:
+    """A fresh venv with the wheel (not editable), as `pip install gevent-probe` gives."""
+    venv = tmp_path_factory.mktemp("venv") / "v"
+    subprocess.run([*UV, "venv", "--quiet", "--python", sys.executable, str(venv)],
+                   check=True, timeout=120)
+    subprocess.run([*UV, "pip", "install", "--quiet", "--python", str(venv / "bin/python"),
+                    "--constraint", str(ROOT / "constraints.txt"), str(wheel)],
+                   check=True, timeout=600)
+    return venv
+
+
+def test_the_wheel_installs_one_import_name_and_ships_the_apps(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"probe"}
+    for shipped in ("probe/apps/gunicorn_conf.py", "probe/apps/probe_app.py",
+                    "probe/apps/byo.py", "probe/locustfiles/mixed.py",
+                    "probe/locustfiles/hdr.py"):
+        assert shipped in names
+
+
+USER_APP = '''
+"""A user's project whose code lives in a package called `apps`, importing psycopg lazily."""
+import os
+
+_pool = None
+
+
+def application(environ, start_response):
+    global _pool
+    import psycopg_pool  # lazily: safe under gunicorn --preload
+
+    if _pool is None:
+        _pool = psycopg_pool.ConnectionPool(os.environ["GEVENT_PROBE_DSN"], min_size=2,
+                                            max_size=20, kwargs={"autocommit": True})
+    path = environ["PATH_INFO"]
+    with _pool.connection() as conn:
+        if path == "/sleep":
+            conn.execute("SELECT pg_sleep(0.05)")
+        else:
+            conn.execute("SELECT 1")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+'''
+
+
+def test_run_with_a_users_package_named_apps_from_a_non_editable_install(installed, tmp_path):
+    project = tmp_path / "project"
+    (project / "apps").mkdir(parents=True)
+    (project / "apps" / "__init__.py").write_text("")
+    (project / "apps" / "web.py").write_text(textwrap.dedent(USER_APP))
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        [str(installed / "bin/gevent-probe"), "run", "--app", "apps.web:application",
+         "--chdir", str(project), "--variants", "psycopg-binary,preload", "--duration", "3",
+         "--users", "10", "--json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    data = json.loads(out.read_text())
+    verdicts = {r["name"]: (r["verdict"], r["control"]) for r in data["variants"]}
+    # The app imports its driver lazily: safe under --preload, and not a failed control.
+    assert verdicts == {"psycopg-binary": ("healthy", False), "preload": ("healthy", False)}
+    assert "WARNING" not in proc.stdout and not data["control_problems"]
+    assert data["variants"][1]["measured"]["runtime"]["wait_function"] == "wait_poll"
+
+
+def test_bench_from_a_non_editable_install_outside_the_checkout(installed, tmp_path):
+    proc = subprocess.run(
+        [str(installed / "bin/gevent-probe"), "bench", "--variants", "psycopg-binary,wait_c",
+         "--queries", "100"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "controls: all 1 flagged as expected" in proc.stdout
+    assert (tmp_path / "reports").is_dir()  # reports/ goes where the user runs it
