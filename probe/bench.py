@@ -7,6 +7,8 @@ same Measurement that `run` produces.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from probe import summary
 from probe.model import Measurement, Runtime, Unavailable, WorkerReport, from_dict
 from probe.runner import WorkerFailed, run_worker
@@ -44,7 +46,8 @@ class BenchTransport:
         load = s.load_s if s.load_s else s.queries * s.concurrency * WORST_QUERY_S
         return START_BUDGET_S + probe + load
 
-    def measure(self, variant: Variant) -> Measurement | Unavailable:
+    def measure(self, variant: Variant,
+                phase: Callable[[str], None] | None = None) -> Measurement | Unavailable:
         try:
             reply = run_worker("probe.worker", self.job(variant), variant.environment(),
                                self.timeout_s())

@@ -197,15 +197,18 @@ def _contention_sentence(m: Measurement) -> str:
         return (f"No greenlet waited for a connection another held ({c.acquisitions:,} "
                 f"acquisitions of psycopg's connection lock).")
     w = c.wait_ms
-    fairness = (f"; the longest wait is {w.max / w.p50:,.0f}x the median: the lock is not fair, "
-                "the holder takes it again while others starve") if w.p50 and \
-        w.max >= 10 * w.p50 else ""
+    call = m.db.latency_ms.p50
+    fairness = ""
+    if call and w.max >= 10 * call:
+        fairness = (f" A greenlet waited up to {w.max:,.1f} ms for a connection whose queries "
+                    f"take {call:.2f} ms (median): the lock is not fair, the greenlet that holds "
+                    "it takes it again while the others starve.")
     where = f" First waiter: {c.first_frame}." if c.first_frame else ""
     return (f"{c.contended:,} of {c.acquisitions:,} acquisitions of psycopg's connection lock "
             f"waited for a connection another greenlet held ({c.connections} connections): "
             f"{c.wait_total_ms:,.0f} ms in all, {100 * c.wait_share:.0f}% of the time in "
             f"driver calls (flagged from {100 * t.CONTENTION_SHARE:.0f}%); waits p50/p99/max "
-            f"{w.p50:.1f}/{w.p99:.1f}/{w.max:.1f} ms{fairness}.{where}")
+            f"{w.p50:.1f}/{w.p99:.1f}/{w.max:.1f} ms.{fairness}{where}")
 
 
 def _latency_paradox(m: Measurement) -> str:

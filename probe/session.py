@@ -72,8 +72,11 @@ def run(settings: Settings, database: Database, run_id: str,
                 if variant.name in skipped:
                     continue
                 step += 1
-                _tell(progress, step, steps, _label(variant, repeat, settings), "running")
-                outcome = _measure(transport, variant, database)
+                label = _label(variant, repeat, settings)
+                _tell(progress, step, steps, label, "running")
+                outcome = _measure(transport, variant, database,
+                                   lambda state, s=step, n=label: _tell(progress, s, steps, n,
+                                                                        state))
                 if isinstance(outcome, Unavailable):
                     skipped[variant.name] = outcome
                     _tell(progress, step, steps, variant.name, "skipped")
@@ -82,8 +85,8 @@ def run(settings: Settings, database: Database, run_id: str,
                 times.setdefault(variant.name, []).append(
                     datetime.now(UTC).isoformat(timespec="seconds"))
                 verdict = detect.judge(outcome, own_app=bool(settings.app)).verdict
-                _tell(progress, step, steps, _label(variant, repeat, settings), verdict)
-                if outcome.problems and not answers(database.dsn):
+                _tell(progress, step, steps, label, verdict)
+                if verdict == "inconclusive" and not answers(database.dsn):
                     aborted = (f"PostgreSQL stopped answering while {variant.name} was "
                                "measured; the variants after it were not measured.")
                 if sink is not None:
@@ -116,12 +119,13 @@ def _transport(settings: Settings, database: Database, workdir: Path) -> Any:
     return BenchTransport(settings, database.dsn)
 
 
-def _measure(transport: Any, variant: Variant, database: Database) -> Measurement | Unavailable:
+def _measure(transport: Any, variant: Variant, database: Database,
+             phase: Callable[[str], None]) -> Measurement | Unavailable:
     """One measurement; whatever goes wrong becomes the variant's reason, never a traceback."""
     from probe.bench import placeholder_runtime
 
     try:
-        return transport.measure(variant)
+        return transport.measure(variant, phase)
     except ProbeError as ex:
         reason = str(ex)
     except Exception as ex:  # a bug of ours must cost one variant, not the run

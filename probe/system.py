@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ class HttpTransport:
         self._available: dict[str, Unavailable | None] = {}
         self._count = 0
 
-    def measure(self, variant: Variant) -> Measurement | Unavailable:
+    def measure(self, variant: Variant,
+                phase: Callable[[str], None] = lambda state: None) -> Measurement | Unavailable:
         missing = self._unavailable(variant)
         if missing is not None:
             return missing
@@ -52,19 +54,23 @@ class HttpTransport:
                           worker_connections=self.settings.worker_connections,
                           preload=variant.preload,
                           chdir=self.settings.chdir.resolve() if self.settings.chdir else None)
+        s = self.settings
+        phase("starting gunicorn")
         try:
             with server:
                 diag, problems = self._diag(server)
+                phase(f"probing inside {len(diag)} worker(s)")
                 probes = self._probe(server, problems)
                 server.each_worker("/reset")
-                outcome = run_locust(self.settings, server.url, workdir)
+                phase(f"load: {s.users} users for {s.load_s:g} s")
+                outcome = run_locust(s, server.url, workdir)
+                phase("stopping gunicorn")
         except ProbeError as ex:
             return summary.failed(self._placeholder(variant), str(ex))
         agents = [from_dict(AgentReport, r) for r in server.final_reports()]
         if not probes:
             return summary.failed(self._placeholder(variant), "; ".join(problems) or
                                   "no gunicorn worker answered the probe")
-        s = self.settings
         return summary.from_run(
             connections=s.connections, probes=probes, agents=agents, diag_pids=diag,
             load_data=outcome.data, load_s=outcome.load_s, load_started=outcome.started,
