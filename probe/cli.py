@@ -21,7 +21,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 COMMANDS = {
     "bench": "driver matrix without HTTP: seconds, a fresh process per variant",
     "run": "gunicorn gevent workers under locust load, every variant",
+    "gate": "CI gate: measure (or read --results), check, exit 0 pass / 1 fail / 2 untrusted",
+    "selftest": "prove the detectors on this machine: the controls and a healthy driver",
 }
+SELFTEST_VARIANTS = "psycopg-binary,wait_c,import-before-patch,partial-block,spin-wait"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,6 +88,10 @@ def _interrupt(signum: int, frame: Any) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "variants":
         return _variants(args)
+    if args.command == "gate":
+        return _gate(args)
+    if args.command == "selftest":
+        return _selftest(args)
     return _measure(args)
 
 
@@ -123,6 +130,75 @@ def measure(settings: Any) -> tuple[Any, Path]:
                                  sink=lambda partial: results.write(partial, path))
     results.write(result, path)
     return result, path
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from probe import format as fmt
+    from probe import gate, results
+    from probe.variants import select
+
+    settings = _settings(args)
+    baseline = results.read(settings.baseline) if settings.baseline else None
+    path: Path | None = None
+    if settings.results:
+        result = results.read(settings.results)
+    else:
+        select(settings.variants, settings.measuring_mode)
+        result, path = measure(settings)
+    outcome = gate.evaluate(result, settings, baseline)
+    if path is not None:
+        results.write(outcome.result, path)
+    print(fmt.results_table(outcome.result, color=sys.stdout.isatty()), end="")
+    print(fmt.checks_table(outcome.result, outcome.notes, color=sys.stdout.isatty()), end="")
+    if path is not None:
+        print(f"results: {path}")
+    _ci_outputs(outcome, settings)
+    for line in outcome.failures:
+        print(f"gevent-probe: gate failed: {line}", file=sys.stderr)
+    if outcome.exit_code == gate.EXIT_UNTRUSTED:
+        _exit_code(outcome.result)  # says why, on stderr
+    return outcome.exit_code
+
+
+def _ci_outputs(outcome: Any, settings: Any) -> None:
+    import os
+
+    from probe import gate, results
+
+    if settings.junit:
+        results.write_text(settings.junit, gate.junit(outcome))
+    if settings.save_baseline:
+        results.write(outcome.result, settings.save_baseline)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        try:
+            with open(summary, "a") as f:
+                f.write(gate.step_summary(outcome))
+        except OSError as ex:
+            raise ProbeError(f"cannot append to $GITHUB_STEP_SUMMARY: {ex.strerror}") from None
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    """The controls and one healthy driver: 0 only when each is classified right."""
+    from probe import format as fmt
+    from probe.settings import build
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    flags["variants"] = flags.get("variants") or SELFTEST_VARIANTS
+    flags["queries"] = flags.get("queries") or 100
+    settings = build("selftest", flags, args.config)
+    result, path = measure(settings)
+    print(fmt.results_table(result, color=sys.stdout.isatty()), end="")
+    wrong = [f"{r.name} gave {r.verdict}" for r in result.variants
+             if not r.control and r.verdict != "healthy"]
+    wrong += [f"{s.name} could not run: {s.reason}" for s in result.skipped]
+    if wrong or not result.trusted:
+        problems = wrong + list(result.control_problems) + ([result.aborted] if result.aborted
+                                                            else [])
+        print("gevent-probe: selftest failed: " + "; ".join(problems), file=sys.stderr)
+        return EXIT_USAGE
+    print(f"selftest passed: {len(result.variants)} variants classified right ({path})")
+    return EXIT_OK
 
 
 def _exit_code(result: Any) -> int:

@@ -75,6 +75,19 @@ def _row(r: VariantResult, is_run: bool) -> list[str]:
     return cells
 
 
+def checks_table(run: RunResult, notes: tuple[str, ...] = (), color: bool = False,
+                 width: int = 170) -> str:
+    """The gate's checks, a row each, failures first."""
+    table = Table(title="gevent-probe gate — checks", title_justify="left")
+    for header in ("variant", "check", "result", "detail"):
+        table.add_column(header, no_wrap=header != "detail")
+    for c in sorted(run.checks, key=lambda c: c.passed):
+        table.add_row(c.variant, c.check, "[green]pass[/]" if c.passed else "[bold red]FAIL[/]",
+                      c.detail)
+    text = _render(table, color=color, width=width)
+    return text + "".join(f"{note}\n" for note in notes)
+
+
 def details(run: RunResult) -> str:
     lines: list[str] = []
     for r in run.variants:

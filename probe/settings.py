@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeError
+from probe.model import VERDICTS
 
 DSN_ENV = "GEVENT_PROBE_DSN"
 MEASURING = ("bench", "run", "gate", "selftest", "matrix")
@@ -117,10 +118,11 @@ class Settings:
                      choices=("bench", "run"))
     results: Path | None = _opt(None, "gate: judge this results.json instead of measuring",
                                 ("gate",), metavar="FILE")
-    max_p99: float | None = _opt(None, "gate: fail when p99 (SELECT 1 in bench, every route in "
-                                 "run) exceeds MS", ("gate",), low=0, metavar="MS")
-    max_avg: float | None = _opt(None, "gate: fail when the average exceeds MS", ("gate",),
-                                 low=0, metavar="MS")
+    max_p99: str | None = _opt(None, "gate: fail when p99 exceeds MS: SELECT 1 in bench; in "
+                               "run every route, or ROUTE=MS,... per route", ("gate",),
+                               metavar="MS")
+    max_avg: str | None = _opt(None, "gate: fail when the average exceeds MS (as --max-p99)",
+                               ("gate",), metavar="MS")
     max_p99_ratio: float | None = _opt(None, "gate: fail when p99 is X times the baseline's "
                                        "(default 1.2 with --baseline)", ("gate",), low=1,
                                        metavar="X")
@@ -175,6 +177,13 @@ class Settings:
             raise ProbeError(f"--results {self.results} not found")
         if self.command == "gate" and self.baseline is not None and not self.baseline.is_file():
             raise ProbeError(f"--baseline {self.baseline} not found")
+        if self.command == "gate":
+            parse_limits(self.max_p99, "--max-p99")
+            parse_limits(self.max_avg, "--max-avg")
+            unknown = {v.strip() for v in self.fail_on.split(",") if v.strip()} - set(VERDICTS)
+            if unknown:
+                raise ProbeError(f"--fail-on: unknown verdict(s) {', '.join(sorted(unknown))}; "
+                                 f"known: {', '.join(VERDICTS)}")
         if self.command == "matrix" and not self.versions:
             raise ProbeError("matrix needs --versions, e.g. 3.1.12,3.1.14 or 3.1.12..3.1.14")
         return self
@@ -208,6 +217,23 @@ class Settings:
             shown = dsn_mod.redact(value) if f.name == "dsn" else value
             words += [flag, str(shown)]
         return shlex.join(words)
+
+
+def parse_limits(text: str | None, flag: str) -> dict[str | None, float]:
+    """'25' (every route) or 'select1=25,sleep=120' -> {None: 25.0} / {'select1': 25.0, ...}."""
+    if text is None:
+        return {}
+    limits: dict[str | None, float] = {}
+    for part in str(text).split(","):
+        route, _, number = part.strip().rpartition("=")
+        try:
+            value = float(number)
+        except ValueError:
+            raise ProbeError(f"{flag} must be MS or ROUTE=MS,...; got {text!r}") from None
+        if not (math.isfinite(value) and value >= 0):
+            raise ProbeError(f"{flag} must be a positive number of ms; got {text!r}")
+        limits[route.strip() or None] = value
+    return limits
 
 
 def _check_field(f: dataclasses.Field, value: Any) -> None:
@@ -304,6 +330,9 @@ def build(command: str, flags: dict[str, Any], config: Path | None = None) -> Se
     by_name = {f.name: f for f in dataclasses.fields(Settings)}
     for name, value in list(merged.items()):
         f = by_name[name]
+        if name in ("max_p99", "max_avg") and isinstance(value, int | float) \
+                and not isinstance(value, bool):
+            value = merged[name] = str(value)  # `max-p99 = 25` in TOML
         _check_field(f, value)  # a config file's wrong type fails here, in one line
         if kind_of(f) is Path and isinstance(value, str):
             merged[name] = Path(value)

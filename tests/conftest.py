@@ -1,4 +1,5 @@
-"""Shared fixtures: a real embedded PostgreSQL, and a check that nothing outlives a test."""
+"""Shared fixtures: a real embedded PostgreSQL, the tool as a wheel in a fresh venv, and a
+check that nothing outlives a test."""
 
 from __future__ import annotations
 
@@ -20,6 +21,29 @@ ROOT = Path(__file__).resolve().parent.parent
 def cluster():
     with EphemeralCluster() as pg:
         yield pg
+
+
+UV = [sys.executable, "-m", "uv"]
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel users get from `pip install gevent-probe`, built from this checkout."""
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([*UV, "build", "--wheel", "--quiet", "--out-dir", str(out), str(ROOT)],
+                   check=True, timeout=300)
+    (found,) = out.glob("gevent_probe-*.whl")
+    return found
+
+
+def venv_with(path: Path, *requirements: str, constraints: bool = True) -> Path:
+    """A fresh venv at `path` with these requirements (uv: from its cache after the first)."""
+    subprocess.run([*UV, "venv", "--quiet", "--python", sys.executable, str(path)],
+                   check=True, timeout=120)
+    extra = ["--constraint", str(ROOT / "constraints.txt")] if constraints else []
+    subprocess.run([*UV, "pip", "install", "--quiet", "--python", str(path / "bin/python"),
+                    *extra, *requirements], check=True, timeout=600)
+    return path
 
 
 def probe_cli(*args: str, timeout: float = 300, env: dict | None = None,

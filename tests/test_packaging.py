@@ -3,39 +3,21 @@
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import venv_with
 
 pytestmark = pytest.mark.slow
-
-UV = [sys.executable, "-m", "uv"]
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run([*UV, "build", "--wheel", "--quiet", "--out-dir", str(out), str(ROOT)],
-                   check=True, timeout=300)
-    (found,) = out.glob("gevent_probe-*.whl")
-    return found
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory, wheel) -> Path:
     """A fresh venv with the wheel (not editable), as `pip install gevent-probe` gives."""
-    venv = tmp_path_factory.mktemp("venv") / "v"
-    subprocess.run([*UV, "venv", "--quiet", "--python", sys.executable, str(venv)],
-                   check=True, timeout=120)
-    subprocess.run([*UV, "pip", "install", "--quiet", "--python", str(venv / "bin/python"),
-                    "--constraint", str(ROOT / "constraints.txt"), str(wheel)],
-                   check=True, timeout=600)
-    return venv
+    return venv_with(tmp_path_factory.mktemp("venv") / "v", str(wheel))
 
 
 def test_the_wheel_installs_one_import_name_and_ships_the_apps(wheel):

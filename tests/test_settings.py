@@ -23,7 +23,7 @@ def test_pyproject_table_is_found_without_flags(tmp_path, monkeypatch):
                     '[tool.gevent-probe.gate]\nmax-p99 = 25\n', name="pyproject.toml")
     monkeypatch.chdir(tmp_path)
     assert build("bench", {}).variants == "psycopg2"
-    assert build("gate", {}).max_p99 == 25.0
+    assert build("gate", {}).max_p99 == "25"
     monkeypatch.chdir(tmp_path.parent)  # no pyproject.toml here: defaults
     assert build("bench", {}).variants is None
 
@@ -64,3 +64,19 @@ def test_the_reproducing_command_never_shows_a_password():
     assert line.startswith("gevent-probe bench --variants psycopg2")
     assert "--concurrency 8" in line and "hunter2" not in line
     assert "hunter2" not in str(settings.public())
+
+
+@pytest.mark.parametrize("value, message", [
+    ("abc", "--max-p99 must be MS or ROUTE=MS"),
+    ("select1=x", "--max-p99 must be MS or ROUTE=MS"),
+    ("-3", "must be a positive number"),
+])
+def test_gate_limits_are_checked_before_anything_runs(value, message):
+    with pytest.raises(ProbeError, match=message):
+        build("gate", {"max_p99": value})
+    assert build("gate", {"max_p99": "select1=25,sleep=120"}).max_p99
+
+
+def test_fail_on_names_known_verdicts_only():
+    with pytest.raises(ProbeError, match="unknown verdict"):
+        build("gate", {"fail_on": "hub-blocking,slow"})

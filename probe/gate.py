@@ -1,0 +1,256 @@
+"""The CI gate: checks on a run's results, the exit code they mean, JUnit and a step summary.
+
+Checks come from flags or from `[tool.gevent-probe.gate]`:
+- verdict: a variant whose verdict is in --fail-on fails (default: every pathology, and
+  inconclusive: a gate that cannot tell must not pass);
+- max-p99 / max-avg: SELECT 1 in bench, every route (or the routes named) in run;
+- p99 ratio against a baseline variant of the same run or a saved baseline file, through
+  probe.compare: a variant whose whole interval is above the limit becomes `regressed`, one
+  whose interval straddles it `inconclusive`.
+A check on a variant or route that does not exist is an error (exit 2), never a silent pass.
+Controls that the user did not name are run as proof that the detectors work here: one that
+is not flagged as expected makes the gate untrustworthy (exit 2), whatever the checks say.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from probe import compare
+from probe.errors import ProbeError
+from probe.model import CheckResult, RunResult, VariantResult
+from probe.settings import Settings, parse_limits
+
+EXIT_PASS, EXIT_FAIL, EXIT_UNTRUSTED = 0, 1, 2
+DEFAULT_RATIO = 1.2
+COMPARED_ENVIRONMENT = ("cpu_count",)
+COMPARED_PACKAGES = ("psycopg", "psycopg-binary", "psycopg-c", "psycopg2", "psycopg2-binary",
+                     "gevent", "greenlet")
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    result: RunResult  # verdicts after the comparisons, and the checks
+    exit_code: int
+    failures: tuple[str, ...]  # one line per failed check
+    notes: tuple[str, ...]  # what the reader should know (a baseline from elsewhere...)
+
+
+def evaluate(result: RunResult, settings: Settings,
+             baseline: RunResult | None = None) -> GateOutcome:
+    named = _named(settings, result)
+    checks: list[CheckResult] = []
+    variants = []
+    for variant in result.variants:
+        if variant.name not in named:
+            variants.append(variant)
+            checks.append(_control_check(variant))
+            continue
+        variant = _compared(variant, result, settings, baseline)
+        variants.append(variant)
+        checks.append(_verdict_check(variant, settings, baseline))
+        checks += _latency_checks(variant, result.mode, settings)
+    judged = dataclasses.replace(result, variants=tuple(variants), checks=tuple(checks))
+    failures = tuple(f"{c.variant}: {c.check}: {c.detail}" for c in checks if not c.passed)
+    notes = environment_notes(result, baseline)
+    code = EXIT_UNTRUSTED if not result.trusted else EXIT_FAIL if failures else EXIT_PASS
+    return GateOutcome(judged, code, failures, notes)
+
+
+def _named(settings: Settings, result: RunResult) -> set[str]:
+    """The variants the checks apply to: those the user named, else every non-control one."""
+    measured = {v.name for v in result.variants} | {u.name for u in result.skipped}
+    if settings.variants:
+        names = {n.strip() for n in settings.variants.split(",") if n.strip()}
+        missing = names - measured
+        if missing:
+            raise ProbeError(f"no results for variant(s) {', '.join(sorted(missing))} to check")
+        return names
+    return {v.name for v in result.variants if not v.control}
+
+
+def _control_check(v: VariantResult) -> CheckResult:
+    ok = v.verdict == v.expected
+    return CheckResult(v.name, "control", ok, f"{v.verdict}, expected {v.expected}" +
+                       ("" if ok else ": the detectors cannot be trusted here"))
+
+
+def _verdict_check(v: VariantResult, settings: Settings,
+                   baseline: RunResult | None) -> CheckResult:
+    fail_on = {s.strip() for s in settings.fail_on.split(",") if s.strip()}
+    passed = v.verdict not in fail_on
+    detail = f"{v.verdict} ({_what_ran(v)})"
+    before = _find(baseline, v.name) if baseline else None
+    if before is not None:
+        detail += f"; the baseline had {before.verdict} ({_what_ran(before)})"
+    if not passed and v.evidence:
+        detail += f": {v.evidence[0]}"
+    return CheckResult(v.name, "verdict", passed, detail)
+
+
+def _what_ran(v: VariantResult) -> str:
+    rt = v.measured.runtime
+    return f"{rt.driver} {rt.driver_version} {rt.impl}, {rt.wait_function.rsplit('.', 1)[-1]}"
+
+
+def _latency_checks(v: VariantResult, mode: str, settings: Settings) -> list[CheckResult]:
+    checks = []
+    for flag, stat, limits in (("max-p99", "p99", parse_limits(settings.max_p99, "--max-p99")),
+                               ("max-avg", "avg", parse_limits(settings.max_avg, "--max-avg"))):
+        for name, latency in _latencies(v, mode, limits, flag):
+            limit = limits.get(name, limits.get(None))
+            if limit is None:
+                continue
+            value = getattr(latency, stat)
+            label = flag if mode == "bench" else f"{flag}:{name}"
+            checks.append(CheckResult(v.name, label, value <= limit,
+                                      f"{stat} {value:.3f} ms, limit {limit:g} ms",
+                                      value=value, limit=limit))
+    return checks
+
+
+def _latencies(v: VariantResult, mode: str, limits: dict[str | None, float],
+               flag: str) -> list[tuple[str | None, object]]:
+    if mode == "bench":
+        unknown = [r for r in limits if r is not None]
+        if unknown:
+            raise ProbeError(f"{flag}: bench has no routes ({', '.join(unknown)}): give MS")
+        return [(None, v.measured.db.latency_ms)]
+    routes = {r.name: r.latency_ms for r in (v.measured.http.routes if v.measured.http else ())}
+    unknown = [r for r in limits if r is not None and r not in routes]
+    if unknown and routes:
+        raise ProbeError(f"{flag}: no route {', '.join(unknown)} in the results of {v.name} "
+                         f"(routes: {', '.join(sorted(routes))})")
+    return sorted(routes.items())
+
+
+# -- comparisons ---------------------------------------------------------------------------
+
+def _compared(v: VariantResult, result: RunResult, settings: Settings,
+              baseline: RunResult | None) -> VariantResult:
+    """The variant, `regressed` or `inconclusive` when its p99 against the baseline says so."""
+    if baseline is None and settings.max_p99_ratio is None:
+        return v
+    limit = settings.max_p99_ratio or DEFAULT_RATIO
+    if baseline is not None:
+        reference = _find(baseline, v.name)
+        if reference is None:
+            raise ProbeError(f"the baseline has no variant {v.name} to compare with")
+        against = f"the baseline's {v.name}"
+    else:
+        if v.name == settings.baseline_variant:
+            return v
+        reference = _find(result, settings.baseline_variant)
+        if reference is None:
+            raise ProbeError(f"no results for the baseline variant {settings.baseline_variant} "
+                             "(--baseline-variant)")
+        against = settings.baseline_variant
+    verdicts = []
+    for key in _latency_keys(v, reference):
+        comparison = compare.compare_p99(_per_repeat(v, key), _per_repeat(reference, key), limit)
+        verdicts.append((comparison, key))
+    if v.verdict != "healthy" or not verdicts:
+        return v
+    worst = max(verdicts, key=lambda cv: ("pass", "inconclusive", "regressed").index(
+        cv[0].outcome))
+    comparison, key = worst
+    if comparison.outcome == "pass":
+        return v
+    what = "SELECT 1" if key == "db" else key.removeprefix("http:")
+    sentence = (f"{what} {comparison.reason}, against {against} "
+                f"({_what_ran(reference)}; now {_what_ran(v)}).")
+    fix = ("Compare what changed between the two runs (driver versions above); "
+           "`gevent-probe matrix` finds the release that changed it." if
+           comparison.outcome == "regressed" else
+           "Run the gate with more --repeat, or on a quieter machine.")
+    return dataclasses.replace(v, verdict=comparison.outcome, evidence=(sentence, *v.evidence),
+                               fix=fix)
+
+
+def _latency_keys(v: VariantResult, reference: VariantResult) -> list[str]:
+    mine = {k for r in v.repeats for k in r.histograms}
+    theirs = {k for r in reference.repeats for k in r.histograms}
+    return sorted(mine & theirs) or []
+
+
+def _per_repeat(v: VariantResult, key: str) -> list[str]:
+    return [r.histograms.get(key, "") for r in v.repeats] or [v.measured.histograms.get(key, "")]
+
+
+def _find(result: RunResult | None, name: str) -> VariantResult | None:
+    return next((v for v in result.variants if v.name == name), None) if result else None
+
+
+def environment_notes(result: RunResult, baseline: RunResult | None) -> tuple[str, ...]:
+    """Where the baseline's machine differs from this one: comparisons across them are weak."""
+    if baseline is None:
+        return ()
+    notes = []
+    now, then = result.environment, baseline.environment
+    for key in COMPARED_ENVIRONMENT:
+        if now.get(key) != then.get(key):
+            notes.append(f"{key}: {then.get(key)} in the baseline, {now.get(key)} here")
+    pg_now = str(now.get("postgresql", {}).get("version", "")).split(".")[0]
+    pg_then = str(then.get("postgresql", {}).get("version", "")).split(".")[0]
+    if pg_now != pg_then:
+        notes.append(f"PostgreSQL major: {pg_then} in the baseline, {pg_now} here")
+    for name in COMPARED_PACKAGES:
+        a, b = then.get("packages", {}).get(name), now.get("packages", {}).get(name)
+        if a != b:
+            notes.append(f"{name}: {a or 'absent'} in the baseline, {b or 'absent'} here")
+    if notes:
+        notes.insert(0, "The baseline comes from a different environment:")
+    return tuple(notes)
+
+
+# -- outputs for CI ------------------------------------------------------------------------
+
+def junit(outcome: GateOutcome) -> str:
+    """JUnit XML: a testcase per variant and check, the evidence in each failure."""
+    result = outcome.result
+    checks = result.checks
+    failures = sum(not c.passed for c in checks)
+    suites = ET.Element("testsuites", name="gevent-probe", tests=str(len(checks)),
+                        failures=str(failures))
+    suite = ET.SubElement(suites, "testsuite", name=f"gevent-probe {result.mode}",
+                          tests=str(len(checks)), failures=str(failures), errors="0",
+                          skipped="0", timestamp=result.started,
+                          time=f"{result.duration_s:.2f}")
+    by_name = {v.name: v for v in result.variants}
+    for check in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"gevent-probe.{check.variant}",
+                             name=check.check, time="0")
+        if not check.passed:
+            failure = ET.SubElement(case, "failure", message=check.detail, type=check.check)
+            variant = by_name.get(check.variant)
+            lines = list(variant.evidence) if variant else []
+            if variant and variant.fix:
+                lines.append(f"fix: {variant.fix}")
+            failure.text = "\n".join(lines)
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def step_summary(outcome: GateOutcome) -> str:
+    """Markdown for $GITHUB_STEP_SUMMARY."""
+    result = outcome.result
+    status = {EXIT_PASS: "passed", EXIT_FAIL: "failed",
+              EXIT_UNTRUSTED: "cannot be trusted here"}[outcome.exit_code]
+    lines = [f"### gevent-probe gate ({result.mode}): {status}", "",
+             "| variant | check | result | detail |", "|---|---|---|---|"]
+    for c in result.checks:
+        lines.append(f"| {c.variant} | {c.check} | {'pass' if c.passed else '**FAIL**'} | "
+                     f"{_cell(c.detail)} |")
+    if result.control_problems:
+        lines += ["", "Controls not flagged as expected: " + "; ".join(result.control_problems)]
+    if outcome.notes:
+        lines += ["", *(f"> {note}" for note in outcome.notes)]
+    lines += ["", f"Reproduce: `{result.command}`", ""]
+    return "\n".join(lines)
+
+
+def _cell(text: str, limit: int = 300) -> str:
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,157 @@
+"""The gate's decisions on results built by hand, and the real thing on a real machine."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from probe import gate
+from probe.errors import ProbeError
+from probe.model import HttpView, RouteStats
+from probe.settings import build
+from tests.conftest import probe_cli, venv_with
+from tests.factories import latency, measurement
+from tests.test_model import make_run
+
+
+def variant(name: str, verdict: str = "healthy", control: bool = False, **measured):
+    v = make_run().variants[0]
+    return dataclasses.replace(v, name=name, verdict=verdict, control=control,
+                               expected="hub-blocking" if control else None,
+                               measured=measurement(**measured))
+
+
+def run_of(*variants, **kw):
+    return make_run(variants=variants, skipped=(), **kw)
+
+
+def test_pathologies_and_inconclusive_fail_healthy_passes():
+    result = run_of(variant("psycopg-binary"), variant("psycopg2", "hub-blocking"))
+    outcome = gate.evaluate(result, build("gate", {}))
+    assert outcome.exit_code == gate.EXIT_FAIL
+    assert outcome.failures == ("psycopg2: verdict: hub-blocking (psycopg 3.3.8 binary, "
+                                "wait_poll): a sentence",)
+    assert gate.evaluate(run_of(variant("psycopg-binary")), build("gate", {})).exit_code == 0
+    lenient = build("gate", {"fail_on": "busy-wait"})
+    assert gate.evaluate(result, lenient).exit_code == gate.EXIT_PASS
+
+
+def test_unnamed_controls_prove_the_detectors_and_a_wrong_one_is_untrusted():
+    ok = run_of(variant("psycopg-binary"), variant("wait_c", "hub-blocking", control=True))
+    assert gate.evaluate(ok, build("gate", {})).exit_code == gate.EXIT_PASS
+    wrong = run_of(variant("psycopg-binary"), variant("wait_c", "healthy", control=True),
+                   control_problems=("wait_c gave healthy, expected hub-blocking",))
+    outcome = gate.evaluate(wrong, build("gate", {}))
+    assert outcome.exit_code == gate.EXIT_UNTRUSTED
+    named = gate.evaluate(ok, build("gate", {"variants": "wait_c"}))
+    assert named.exit_code == gate.EXIT_FAIL  # a control gated on purpose fails like any
+
+
+def test_latency_limits_per_route_and_unknown_routes_or_variants_are_errors():
+    http = HttpView(scenario="mixed", users=50, duration_s=10, rps=100, error_rate=0,
+                    routes=(RouteStats("select1", latency(10, p99=30), 1000, 0, 100),
+                            RouteStats("sleep", latency(60, p99=120), 50, 0, 5)),
+                    loadgen_processes=1, loadgen_core_share=0.5, loadgen_saturated=False)
+    result = run_of(variant("psycopg-binary", http=http), mode="run")
+    outcome = gate.evaluate(result, build("gate", {"max_p99": "select1=25,sleep=150"}))
+    assert [(c.check, c.passed) for c in outcome.result.checks] == [
+        ("verdict", True), ("max-p99:select1", False), ("max-p99:sleep", True)]
+    with pytest.raises(ProbeError, match="no route nope"):
+        gate.evaluate(result, build("gate", {"max_p99": "nope=3"}))
+    with pytest.raises(ProbeError, match="no results for variant"):
+        gate.evaluate(result, build("gate", {"variants": "psycopg-c"}))
+    with pytest.raises(ProbeError, match="baseline variant psycopg2-green"):
+        gate.evaluate(result, build("gate", {"max_p99_ratio": 1.5}))
+
+
+def test_junit_is_valid_xml_with_a_testcase_per_check():
+    result = run_of(variant("psycopg-binary"), variant("psycopg2", "hub-blocking"))
+    xml = gate.junit(gate.evaluate(result, build("gate", {"max_p99": "100"})))
+    root = ET.fromstring(xml.encode())
+    cases = root.findall("./testsuite/testcase")
+    assert root.tag == "testsuites" and len(cases) == 4
+    failed = [c for c in cases if c.find("failure") is not None]
+    assert [(c.get("classname"), c.get("name")) for c in failed] == [
+        ("gevent-probe.psycopg2", "verdict")]
+    assert "a sentence" in failed[0].find("failure").text
+
+
+def test_a_baseline_from_another_machine_says_so():
+    now = run_of(variant("psycopg-binary"))
+    then = dataclasses.replace(now, environment={"cpu_count": 8, "packages": {
+        "psycopg": "3.1.13"}, "postgresql": {"version": "15.18"}})
+    now = dataclasses.replace(now, environment={"cpu_count": 2, "packages": {
+        "psycopg": "3.3.8"}, "postgresql": {"version": "18.6"}})
+    notes = gate.environment_notes(now, then)
+    assert "cpu_count: 8 in the baseline, 2 here" in notes
+    assert "PostgreSQL major: 15 in the baseline, 18 here" in notes
+    assert "psycopg: 3.1.13 in the baseline, 3.3.8 here" in notes
+    summary = gate.step_summary(gate.evaluate(now, build("gate", {}), then))
+    assert "different environment" in summary and "| psycopg-binary | verdict |" in summary
+
+
+# -- the real thing --------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_gate_exit_codes_junit_and_step_summary(tmp_path):
+    junit, summary = tmp_path / "junit.xml", tmp_path / "summary.md"
+    proc = probe_cli("gate", "--variants", "psycopg-binary,psycopg2-green", "--max-p99",
+                     "0.001", "--repeat", "2", "--junit", str(junit), "--output-dir",
+                     str(tmp_path), env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert proc.returncode == 1, proc.stderr
+    failed = [line for line in proc.stderr.splitlines() if "gate failed" in line]
+    assert len(failed) == 2 and all("max-p99" in line for line in failed)
+    cases = ET.parse(junit).getroot().findall(".//testcase")
+    assert len(cases) == 4 and sum(c.find("failure") is not None for c in cases) == 2
+    assert "gevent-probe gate (bench): failed" in summary.read_text()
+    (results,) = tmp_path.glob("*/results.json")
+    data = json.loads(results.read_text())
+    assert all(len(v["repeats"]) == 2 for v in data["variants"]) and data["checks"]
+    # the same results, judged again without measuring: a check on a missing variant is an
+    # error, a passing set of checks exits 0
+    missing = probe_cli("gate", "--results", str(results), "--variants", "psycopg-c")
+    assert missing.returncode == 2 and "no results for variant(s) psycopg-c" in missing.stderr
+    passing = probe_cli("gate", "--results", str(results), "--max-p99", "1000")
+    assert passing.returncode == 0, passing.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("control, verdict", [("wait_c", "hub-blocking"),
+                                              ("import-before-patch", "hub-blocking"),
+                                              ("partial-block", "hub-blocking"),
+                                              ("spin-wait", "busy-wait")])
+def test_each_control_gated_alone_fails_with_its_verdict(tmp_path, control, verdict):
+    proc = probe_cli("gate", "--variants", control, "--repeat", "1", "--output-dir",
+                     str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    assert f"gevent-probe: gate failed: {control}: verdict: {verdict}" in proc.stderr
+
+
+@pytest.mark.slow
+def test_selftest_proves_the_detectors_here():
+    proc = probe_cli("selftest")
+    assert proc.returncode == 0, proc.stderr
+    assert "selftest passed: 5 variants classified right" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_baseline_from_a_good_release_fails_a_release_that_blocks(tmp_path, wheel):
+    base = tmp_path / "baseline.json"
+    proc = probe_cli("gate", "--variants", "psycopg-binary", "--repeat", "1",
+                     "--save-baseline", str(base), "--output-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    # The same tool, with psycopg 3.1.13: it picks wait_c under gevent (psycopg #527).
+    old = venv_with(tmp_path / "old", str(wheel), "psycopg[binary]==3.1.13",
+                    constraints=False)
+    proc = subprocess.run([str(old / "bin/gevent-probe"), "gate", "--variants",
+                           "psycopg-binary", "--repeat", "1", "--baseline", str(base)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert proc.returncode == 1, proc.stderr
+    line = next(line for line in proc.stderr.splitlines() if "gate failed" in line)
+    assert "hub-blocking (psycopg 3.1.13 binary, wait_c)" in line
+    assert "the baseline had healthy (psycopg 3.3.8 binary, wait_poll)" in line
+    assert "psycopg: 3.3.8 in the baseline, 3.1.13 here" in proc.stdout
