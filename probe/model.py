@@ -174,6 +174,7 @@ class HttpView:
     loadgen_core_share: float  # busiest locust process: CPU seconds / load wall time
     loadgen_saturated: bool
     timeline: tuple[Second, ...] = ()
+    started: float = 0.0  # Unix time the load began: stall events are placed against it
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ def from_run(*, connections: str, probes: Sequence[ProbeReport], agents: Sequenc
         error_rate=round(failures / requests, 4) if requests else 0.0, routes=tuple(routes),
         loadgen_processes=loadgen_processes, loadgen_core_share=round(loadgen_core_share, 3),
         loadgen_saturated=loadgen_saturated,
-        timeline=_timeline(load_data.get("timeline", []), monitors, load_started))
+        timeline=_timeline(load_data.get("timeline", []), monitors, load_started),
+        started=load_started)
     histograms = _histograms(probes, monitors, loads)
     histograms.update({f"http:{name}": encoded
                        for name, encoded in load_data.get("histograms", {}).items()})
