@@ -27,9 +27,12 @@ def placeholder_runtime(variant: Variant) -> Runtime:
 
 
 class BenchTransport:
-    def __init__(self, settings: Settings, dsn: str) -> None:
+    def __init__(self, settings: Settings, dsn: str, python: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.dsn = dsn
+        self.python = python  # another environment's interpreter (the version matrix)
+        self.env = env or {}
 
     def job(self, variant: Variant) -> dict:
         s = self.settings
@@ -49,8 +52,9 @@ class BenchTransport:
     def measure(self, variant: Variant,
                 phase: Callable[[str], None] | None = None) -> Measurement | Unavailable:
         try:
-            reply = run_worker("probe.worker", self.job(variant), variant.environment(),
-                               self.timeout_s())
+            reply = run_worker("probe.worker", self.job(variant),
+                               {**self.env, **variant.environment()}, self.timeout_s(),
+                               self.python)
         except WorkerFailed as ex:
             return summary.failed(placeholder_runtime(variant),
                                   f"The measured process failed: {ex}")

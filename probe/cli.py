@@ -23,6 +23,7 @@ COMMANDS = {
     "run": "gunicorn gevent workers under locust load, every variant",
     "gate": "CI gate: measure (or read --results), check, exit 0 pass / 1 fail / 2 untrusted",
     "selftest": "prove the detectors on this machine: the controls and a healthy driver",
+    "matrix": "bench every release of a package in a cached environment each: the transitions",
 }
 SELFTEST_VARIANTS = "psycopg-binary,wait_c,import-before-patch,partial-block,spin-wait"
 
@@ -92,6 +93,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _gate(args)
     if args.command == "selftest":
         return _selftest(args)
+    if args.command == "matrix":
+        return _matrix(args)
     return _measure(args)
 
 
@@ -198,6 +201,21 @@ def _selftest(args: argparse.Namespace) -> int:
         print("gevent-probe: selftest failed: " + "; ".join(problems), file=sys.stderr)
         return EXIT_USAGE
     print(f"selftest passed: {len(result.variants)} variants classified right ({path})")
+    return EXIT_OK
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    from probe import format as fmt
+    from probe import matrix, postgres, results
+
+    settings = _settings(args)
+    run_id, path = results.prepare(settings.output_dir, settings.json_path, "matrix")
+    with (results.removed_if_unused(path.parent), postgres.database(settings.dsn) as database,
+          _progress() as progress):
+        result = matrix.run(settings, database, run_id, progress)
+    results.write(result, path)
+    print(fmt.matrix_table(result, color=sys.stdout.isatty()), end="")
+    print(f"results: {path}")
     return EXIT_OK
 
 

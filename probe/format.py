@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 from rich.table import Table
 
-from probe.model import RunResult, Unavailable, VariantResult
+from probe.model import MatrixResult, RunResult, Unavailable, VariantResult
 
 STYLE = {"healthy": "green", "hub-blocking": "bold red", "busy-wait": "bold magenta",
          "contention": "bold yellow", "regressed": "bold red", "inconclusive": "yellow"}
@@ -138,3 +138,34 @@ def variants_table(rows: list, color: bool = False, width: int = 140) -> str:
             table.add_row(variant.name, expected, "[green]yes[/]", runs, variant.description)
     text = _render(table, color=color, width=width)
     return text + "".join(f"\n{note}\n" for note in notes)
+
+
+def matrix_table(result: MatrixResult, color: bool = False, width: int = 170) -> str:
+    """Versions down, variants across: verdict, p99, serialisation and wait function."""
+    names = list(dict.fromkeys(v.name for vr in result.versions for v in vr.variants))
+    table = Table(title=f"gevent-probe matrix — {result.package}", title_justify="left")
+    table.add_column(result.package, no_wrap=True)
+    for name in names:
+        table.add_column(name)
+    for vr in result.versions:
+        if vr.unavailable:
+            reason = vr.unavailable if len(vr.unavailable) < 90 else vr.unavailable[:89] + "…"
+            table.add_row(vr.version, *[f"[dim]{reason}[/]"] + [""] * (len(names) - 1))
+            continue
+        cells = {v.name: v for v in vr.variants}
+        row = [vr.version]
+        for name in names:
+            v = cells.get(name)
+            if v is None:
+                row.append("-")
+                continue
+            m = v.measured
+            wait = m.runtime.wait_function.rsplit(".", 1)[-1]
+            row.append(f"{verdict_cell(v)}\np99 {m.db.latency_ms.p99:.2f} ms, "
+                       f"{m.serialization.ratio:.1f}x\n{wait}")
+        table.add_row(*row)
+    lines = [f"{t.variant}: {t.from_verdict} in {t.from_version} -> {t.to_verdict} in "
+             f"{t.to_version}" for t in result.transitions]
+    text = "transitions:\n" + "\n".join(f"  {line}" for line in lines) if lines else \
+        "transitions: none (the same verdict in every tested version)"
+    return _render(table, color=color, width=width) + text + "\n"

@@ -27,6 +27,20 @@ def culprit_line(stack: tuple[str, ...] | list[str]) -> str | None:
     return fallback
 
 
+def caller_line(stack: tuple[str, ...] | list[str]) -> str | None:
+    """The innermost frame of the user's own code: not a library, not the standard library."""
+    for i in range(len(stack) - 1, -1, -1):
+        line = stack[i].strip()
+        if not line.startswith("File ") or any(part in line for part in _LIBRARY):
+            continue
+        source = stack[i + 1].strip() if i + 1 < len(stack) else ""
+        return f"{line} `{source}`" if source and not source.startswith("File ") else line
+    return None
+
+
+_LIBRARY = ("/site-packages/", "/dist-packages/", "/lib/python3", "<frozen ")
+
+
 def merge_culprits(reports: list[Any]) -> tuple[Culprit, ...]:
     """Culprits of several monitor reports, most sampled first."""
     counts: Counter[str] = Counter()

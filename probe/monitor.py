@@ -64,6 +64,7 @@ class LoopMonitor:
         self._beat_at = time.perf_counter()
         self._beater = gevent.spawn(self._beat)
         _start_thread(self._watch, ())
+        gevent.sleep(0)  # let the heartbeat take its first beat: a block right after counts
         return self
 
     def stop(self) -> None:
@@ -85,6 +86,9 @@ class LoopMonitor:
         self._culprits: Counter[str] = Counter()
         self._stacks: dict[str, tuple[str, ...]] = {}
         self._sampled_beat = -1.0  # the beat whose stall was sampled: once per stall
+        self._sample: tuple[float, tuple[str, ...]] = (-1.0, ())  # (beat, stack) last sampled
+        # The longest stall that was the process's doing (not preempted), and its stack.
+        self.worst: tuple[float, tuple[str, ...]] = (0.0, ())
         self._since = time.perf_counter()
 
     # -- the heartbeat (a greenlet on the hub) --------------------------------------------------
@@ -104,7 +108,11 @@ class LoopMonitor:
             before, usage = usage, sched.read_ns()
             self.max_s = max(self.max_s, late)
             if late > self.threshold_s:
-                self._stall(late, stall_kind(now - start, before, usage))
+                kind = stall_kind(now - start, before, usage)
+                self._stall(late, kind)
+                if late > self.worst[0] and kind != "preempted":
+                    beat, stack = self._sample
+                    self.worst = (late, stack if beat == start else ())
             self._second(late, 0.0)
 
     def settle(self) -> None:
@@ -151,6 +159,7 @@ class LoopMonitor:
         if frame is None:
             return
         stack = tuple("".join(traceback.format_stack(frame)).splitlines()[-MAX_FRAME_LINES:])
+        self._sample = (self._sampled_beat, stack)
         where = culprit_line(stack) or "?"
         self._culprits[where] += 1
         self._stacks.setdefault(where, stack)

@@ -23,11 +23,13 @@ class WorkerFailed(Exception):
 
 
 def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
-               timeout_s: float) -> dict[str, Any]:
+               timeout_s: float, python: str | None = None) -> dict[str, Any]:
+    """Run `python -m module` (this interpreter by default; another environment's for the
+    version matrix), send it `job`, and return its report."""
     read_fd, write_fd = os.pipe()
     full_env = {**os.environ, **env}
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, "--pipe", str(write_fd)],
+        [python or sys.executable, "-m", module, "--pipe", str(write_fd)],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         pass_fds=(write_fd,), env=full_env, start_new_session=True,
     )

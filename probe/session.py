@@ -40,7 +40,8 @@ Sink = Callable[[RunResult], None]
 
 
 def run(settings: Settings, database: Database, run_id: str,
-        progress: Progress | None = None, sink: Sink | None = None) -> RunResult:
+        progress: Progress | None = None, sink: Sink | None = None,
+        transport: Any = None) -> RunResult:
     mode = settings.measuring_mode
     chosen = select(settings.variants, mode)
     started = datetime.now(UTC)
@@ -65,7 +66,7 @@ def run(settings: Settings, database: Database, run_id: str,
         return scrub(result, database.dsn)
 
     with tempfile.TemporaryDirectory(prefix="gevent-probe-run-") as tmp:
-        transport = _transport(settings, database, Path(tmp))
+        transport = transport or _transport(settings, database, Path(tmp))
         step = 0
         for repeat in range(settings.repeats):
             for variant in chosen:

@@ -15,6 +15,7 @@ import pytest
 from probe.postgres import TEMP_PREFIX, EphemeralCluster
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(scope="session")

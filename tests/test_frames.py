@@ -1,4 +1,4 @@
-from probe.frames import culprit_line, merge_culprits
+from probe.frames import caller_line, culprit_line, merge_culprits
 from probe.model import Culprit, MonitorReport
 
 
@@ -18,3 +18,10 @@ def test_culprits_of_several_workers_add_up():
     merged = merge_culprits([report(Culprit("a", 2, ("s",))),
                              report(Culprit("b", 1, ()), Culprit("a", 3, ()))])
     assert [(c.frame, c.count) for c in merged] == [("a", 5), ("b", 1)]
+
+
+def test_the_caller_is_the_innermost_frame_of_the_users_own_code():
+    stack = ('  File "/app/views.py", line 3, in handler', "    db.query()",
+             '  File "/v/lib/python3.11/site-packages/psycopg2/__init__.py", line 9, in connect',
+             "    _connect(dsn)")
+    assert caller_line(stack) == 'File "/app/views.py", line 3, in handler `db.query()`'

@@ -1,0 +1,67 @@
+"""The hub_block_guard fixture in a user's test suite, with real drivers and a real server."""
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CONFTEST = """
+from gevent import monkey
+monkey.patch_all()
+"""
+
+TESTS = '''
+import os, time
+import gevent, pytest
+import psycopg
+import psycopg2  # no psycogreen: libpq waits in C and never yields
+from gevent.monkey import get_original
+
+DSN = os.environ["GEVENT_PROBE_TEST_DSN"]
+
+
+def queries(module, n=4):
+    conns = [module.connect(DSN) for _ in range(n)]
+    for c in conns:
+        c.autocommit = True
+    def one(conn):
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_sleep(0.03)")
+    gevent.joinall([gevent.spawn(one, c) for c in conns], raise_error=True)
+
+
+def test_cooperative_driver_passes(hub_block_guard):
+    queries(psycopg)
+
+
+def test_blocking_driver_fails(hub_block_guard):
+    queries(psycopg2)
+
+
+@pytest.mark.hub_block_guard(max_ms=500)
+def test_a_marker_raises_the_limit(hub_block_guard):
+    get_original("time", "sleep")(0.05)
+
+
+def test_max_ms_set_in_the_test(hub_block_guard):
+    hub_block_guard.max_ms = 500
+    get_original("time", "sleep")(0.05)
+
+
+def test_a_plain_blocking_sleep_fails(hub_block_guard):
+    get_original("time", "sleep")(0.05)
+'''
+
+
+def test_the_guard_fails_blocking_tests_and_names_the_frame(pytester, cluster, monkeypatch):
+    monkeypatch.setenv("GEVENT_PROBE_TEST_DSN", cluster.dsn)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_guarded=TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, failed=2)
+    out = result.stdout.str()
+    assert "FAILED test_guarded.py::test_blocking_driver_fails" in out
+    assert "FAILED test_guarded.py::test_a_plain_blocking_sleep_fails" in out
+    assert "the gevent hub was blocked for" in out and "allowed 10 ms" in out
+    assert "held by" in out and "psycopg2" in out  # the driver's call that held the hub...
+    assert 'called from File "' in out and 'test_guarded.py", line ' in out  # ...and ours
+    assert "get_original(\"time\", \"sleep\")(0.05)" in out
