@@ -46,6 +46,12 @@ def parser() -> argparse.ArgumentParser:
                          "[tool.gevent-probe] of ./pyproject.toml)")
         for f in fields_for(command):
             _add_flag(cmd, f)
+    report = sub.add_parser("report", help="render report.md and report.html again from one or "
+                            "more results files (several: side by side)")
+    report.add_argument("files", nargs="+", type=Path, metavar="RESULTS",
+                        help="results.json files")
+    report.add_argument("--output-dir", type=Path, help="where the reports go (default: beside "
+                        "a single results file; reports/compare-<id>/ for several)")
     variants = sub.add_parser("variants", help="list the variants and whether each can run here")
     variants.add_argument("--mode", choices=("bench", "run"), default="bench")
     return top
@@ -89,6 +95,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "variants":
         return _variants(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "gate":
         return _gate(args)
     if args.command == "selftest":
@@ -113,7 +121,7 @@ def _measure(args: argparse.Namespace) -> int:
     select(settings.variants, settings.measuring_mode)  # unknown names fail before any server
     result, path = measure(settings)
     print(fmt.results_table(result, color=sys.stdout.isatty()), end="")
-    print(f"results: {path}")
+    print(f"results: {path}\nreport:  {path.parent / 'report.html'}")
     return _exit_code(result)
 
 
@@ -131,8 +139,17 @@ def measure(settings: Any) -> tuple[Any, Path]:
         with _progress() as progress:
             result = session.run(settings, database, run_id, progress,
                                  sink=lambda partial: results.write(partial, path))
-    results.write(result, path)
+    write_all(result, path)
     return result, path
+
+
+def write_all(result: Any, path: Path) -> None:
+    """results.json, then report.md and report.html beside it."""
+    from probe import results
+    from probe.report import write_reports
+
+    results.write(result, path)
+    write_reports([result], path.parent)
 
 
 def _gate(args: argparse.Namespace) -> int:
@@ -150,11 +167,11 @@ def _gate(args: argparse.Namespace) -> int:
         result, path = measure(settings)
     outcome = gate.evaluate(result, settings, baseline)
     if path is not None:
-        results.write(outcome.result, path)
+        write_all(outcome.result, path)
     print(fmt.results_table(outcome.result, color=sys.stdout.isatty()), end="")
     print(fmt.checks_table(outcome.result, outcome.notes, color=sys.stdout.isatty()), end="")
     if path is not None:
-        print(f"results: {path}")
+        print(f"results: {path}\nreport:  {path.parent / 'report.html'}")
     _ci_outputs(outcome, settings)
     for line in outcome.failures:
         print(f"gevent-probe: gate failed: {line}", file=sys.stderr)
@@ -213,9 +230,9 @@ def _matrix(args: argparse.Namespace) -> int:
     with (results.removed_if_unused(path.parent), postgres.database(settings.dsn) as database,
           _progress() as progress):
         result = matrix.run(settings, database, run_id, progress)
-    results.write(result, path)
+    write_all(result, path)
     print(fmt.matrix_table(result, color=sys.stdout.isatty()), end="")
-    print(f"results: {path}")
+    print(f"results: {path}\nreport:  {path.parent / 'report.html'}")
     return EXIT_OK
 
 
@@ -227,6 +244,21 @@ def _exit_code(result: Any) -> int:
         print("gevent-probe: error: the detectors cannot be trusted here: "
               + "; ".join(result.control_problems), file=sys.stderr)
         return EXIT_USAGE
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from probe import results
+    from probe.report import write_reports
+
+    loaded = [results.read(path) for path in args.files]
+    folder = args.output_dir
+    if folder is None and len(args.files) == 1:
+        folder = args.files[0].parent
+    elif folder is None:
+        _, folder = results.new_run_dir(Path("reports"), "compare")
+    md, html = write_reports(loaded, folder)
+    print(f"report: {html}\n        {md}")
     return EXIT_OK
 
 

@@ -23,8 +23,9 @@ def by_name(path) -> dict:
 
 
 def test_bench_completes_and_leaves_nothing_running(bench_run):
-    proc, _out, before = bench_run
+    proc, out, before = bench_run
     assert proc.returncode == 0, proc.stderr
+    assert (out.parent / "report.html").is_file() and (out.parent / "report.md").is_file()
     assert temp_clusters() == before
     assert not leftover_processes("probe.worker")
     assert "controls: all 4 flagged as expected" in proc.stdout

@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +46,9 @@ def pool_of_one(tmp_path_factory):
 def test_pool_size_does_not_move_the_verdict(pool_of_one):
     proc, data, before = pool_of_one
     assert proc.returncode == 0, proc.stderr
+    report_line = next(line for line in proc.stdout.splitlines() if line.startswith("report:"))
+    html = report_line.split(None, 1)[1]
+    assert "Load phase" in Path(html).read_text()  # the run report, with its timeline
     assert verdicts(data) == {"psycopg-binary": "healthy", "psycopg2-green": "healthy",
                               "psycopg2": "hub-blocking", "preload": "hub-blocking"}
     assert_nothing_left(before)
