@@ -11,23 +11,25 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from probe.load import LoadSettings, run_locust
+from probe.load import run_locust
 from probe.postgres import EphemeralCluster
-from probe.server import Gunicorn
+from probe.server import SAMPLE_APP, Gunicorn
+from probe.settings import build
 from probe.variants import BY_NAME
 
 variant = BY_NAME["psycopg-binary"]
 with EphemeralCluster() as pg, tempfile.TemporaryDirectory() as tmp:
     env = {**variant.environment(), "GEVENT_PROBE_VARIANT": variant.name,
            "GEVENT_PROBE_DSN": pg.dsn}
-    with Gunicorn(app="apps.probe_app:application", env=env, stats_dir=Path(tmp)) as app:
+    with Gunicorn(app=SAMPLE_APP, env=env, stats_dir=Path(tmp)) as app:
         for processes in (1, 2):
-            settings = LoadSettings(users=50, duration_s=10, scenario="select1",
-                                    processes=processes)
+            settings = build("run", {"users": 50, "duration": 10.0, "scenario": "select1",
+                                     "locust_processes": processes})
             outcome = run_locust(settings, app.url, Path(tmp))
-            rps = outcome.data["requests"]["select1"] / settings.duration_s
-            print(f"locust, {processes} process(es): {rps:.0f} RPS; busiest locust process "
+            rps = outcome.data["requests"]["select1"] / 10
+            print(f"locust, {processes} process(es): {rps:,.0f} RPS; busiest locust process "
                   f"{100 * outcome.max_core_share:.0f}% of a core", flush=True)
         out = subprocess.run(["wrk", "-t1", "-c50", "-d10s", app.url + "/select1"],
                              capture_output=True, text=True, check=True).stdout
-        print("wrk -t1 -c50 -d10s:", re.search(r"Requests/sec:\s*([\d.]+)", out).group(1), "RPS")
+        wrk_rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))
+        print(f"wrk -t1 -c50 -d10s: {wrk_rps:,.0f} RPS")

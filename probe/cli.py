@@ -144,12 +144,17 @@ def measure(settings: Any) -> tuple[Any, Path]:
 
 
 def write_all(result: Any, path: Path) -> None:
-    """results.json, then report.md and report.html beside it."""
+    """results.json, then report.md and report.html beside it. A report that fails to render
+    costs the report, never the results: they are written first."""
     from probe import results
     from probe.report import write_reports
 
     results.write(result, path)
-    write_reports([result], path.parent)
+    try:
+        write_reports([result], path.parent)
+    except Exception as ex:  # a bug of ours in the report must not lose the run's exit code
+        print(f"gevent-probe: warning: the report could not be written ({type(ex).__name__}: "
+              f"{ex}); {path} is complete", file=sys.stderr)
 
 
 def _gate(args: argparse.Namespace) -> int:
