@@ -82,10 +82,17 @@ def write_text(path: Path, text: str) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for the temp file, not the result
         os.replace(tmp, path)
     except OSError as ex:
         raise ProbeError(f"cannot write {path}: {ex.strerror or ex}") from None
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write(result: RunResult | MatrixResult, path: Path) -> Path:
