@@ -231,10 +231,11 @@ def _matrix(args: argparse.Namespace) -> int:
     from probe import matrix, postgres, results
 
     settings = _settings(args)
+    versions = matrix.expand(settings.versions or "", settings.package)  # before any server
     run_id, path = results.prepare(settings.output_dir, settings.json_path, "matrix")
     with (results.removed_if_unused(path.parent), postgres.database(settings.dsn) as database,
           _progress() as progress):
-        result = matrix.run(settings, database, run_id, progress)
+        result = matrix.run(settings, database, run_id, versions, progress)
     write_all(result, path)
     print(fmt.matrix_table(result, color=sys.stdout.isatty()), end="")
     print(f"results: {path}\nreport:  {path.parent / 'report.html'}")

@@ -204,6 +204,10 @@ def _contention_sentence(m: Measurement) -> str:
                     f"take {call:.2f} ms (median): the lock is not fair, the greenlet that holds "
                     "it takes it again while the others starve.")
     where = f" First waiter: {c.first_frame}." if c.first_frame else ""
+    if c.step_ms:
+        fairness += (f" The waits form a staircase: each waiter waited ~{c.step_ms:.1f} ms "
+                     f"longer than the one before, up to {w.max:.1f} ms, as if each got the "
+                     "connection only after a whole turn of the one before it.")
     return (f"{c.contended:,} of {c.acquisitions:,} acquisitions of psycopg's connection lock "
             f"waited for a connection another greenlet held ({c.connections} connections): "
             f"{c.wait_total_ms:,.0f} ms in all, {100 * c.wait_share:.0f}% of the time in "

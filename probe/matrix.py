@@ -212,14 +212,14 @@ def shim() -> Path:
 
 # -- the matrix ------------------------------------------------------------------------------
 
-def run(settings: Settings, database: Database, run_id: str,
+def run(settings: Settings, database: Database, run_id: str, versions: list[str],
         progress: Progress | None = None) -> MatrixResult:
+    """Bench `versions` (from `expand`) of settings.package, each in its environment."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     variants = settings.variants or DEFAULT_VARIANTS[settings.package]
     chosen = select(variants, "bench")
     names = ",".join(v.name for v in chosen)
-    versions = expand(settings.versions or "", settings.package)
     measured: dict[str, VersionResult] = {}
 
     def measure(version: str) -> VersionResult:

@@ -145,6 +145,7 @@ class Contention:
     wait_total_ms: float
     wait_share: float  # wait_total / (wait_total + time spent in the calls)
     first_frame: str | None = None  # where a greenlet first waited for a busy connection
+    step_ms: float | None = None  # the waits form a staircase of this step (see stats)
 
 
 @dataclass(frozen=True)

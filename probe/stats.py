@@ -7,6 +7,7 @@ and are merged by adding counts, never by averaging percentiles.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 from hdrh.histogram import HdrHistogram
@@ -95,3 +96,20 @@ def burn_ratio(r: SleepRound) -> float:
     """CPU of the hub thread over the time it could have run (wall minus waiting for a CPU)."""
     could_run = r.wall_s - r.runq_s
     return r.cpu_s / could_run if could_run > 0 else 0.0
+
+
+def staircase_step(hist: HdrHistogram, min_waits: int = 5) -> float | None:
+    """The step, in ms, when the waits grow like a staircase (the k-th waiter waits about k
+    steps: each got the connection only after a whole turn of the one before), else None."""
+    values, counts = values_us(hist)
+    waits = sorted(v / 1000 for v, c in zip(values, counts, strict=True) for _ in range(c))
+    if len(waits) < min_waits or len(waits) > 1000:
+        return None
+    gaps = sorted(b - a for a, b in itertools.pairwise(waits))
+    step = gaps[len(gaps) // 2]
+    if step <= 0.5:  # sub-ms gaps: a pile of short waits, not steps
+        return None
+    quartiles = gaps[len(gaps) // 4], gaps[3 * len(gaps) // 4]
+    even = (quartiles[1] - quartiles[0]) <= step  # the steps are about the same height
+    linear = 0.7 <= waits[-1] / (len(waits) * step) <= 1.4  # and start near one step
+    return round(step, 2) if even and linear else None

@@ -230,7 +230,8 @@ def _contention(connections: str, loads: Sequence[LoadReport],
         contended=sum(lock.contended for lock in locks),
         wait_ms=stats.latency_summary(waits), wait_total_ms=round(wait_total_ms, 3),
         wait_share=round(min(1.0, wait_total_ms / busy_ms), 4) if busy_ms else 0.0,
-        first_frame=next((lock.first_frame for lock in locks if lock.first_frame), None))
+        first_frame=next((lock.first_frame for lock in locks if lock.first_frame), None),
+        step_ms=stats.staircase_step(waits))
 
 
 def _histograms(probes: Sequence[ProbeReport], monitors: Sequence[MonitorReport],

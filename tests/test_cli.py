@@ -33,6 +33,11 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     (("run", "--variants", "spin"), "unknown variant"),
     (("run", "--locustfile", "missing.py"), "--locustfile missing.py not found"),
     (("bench", "--variants", "preload"), "only exists in mode"),
+    (("gate", "--max-p99", "abc"), "--max-p99 must be MS or ROUTE=MS"),
+    (("gate", "--variants", "psycopg3"), "unknown variant 'psycopg3'"),
+    (("gate", "--fail-on", "slow"), "--fail-on: unknown verdict(s) slow"),
+    (("matrix", "--versions", "3.1.x"), "'3.1.x' is not a version"),
+    (("report", "missing.json"), "cannot read missing.json"),
 ])
 def test_bad_input_is_one_line_exit_2_and_fast(args, message):
     start = time.monotonic()

@@ -27,6 +27,7 @@ def test_bench_on_one_shared_connection(tmp_path):
         assert c["connections"] == "shared" and c["contended"] >= 8 and c["wait_share"] > 0.5
         assert "psycopg_pool" in result["fix"]
         assert any("not fair" in e for e in result["evidence"])
+        assert any("staircase" in e for e in result["evidence"])
     # The blocking driver never yields, so nobody waits on its connection: it blocks instead.
     assert found["psycopg2"]["verdict"] == "hub-blocking"
     green = found["psycopg2-green"]

@@ -39,3 +39,13 @@ def test_recorded_values_come_back_with_their_counts():
 def test_cpu_burn_leaves_out_the_time_spent_waiting_for_a_cpu():
     assert stats.burn_ratio(SleepRound(wall_s=0.1, cpu_s=0.05, runq_s=0.05)) == 1.0
     assert stats.burn_ratio(SleepRound(wall_s=0.1, cpu_s=0.01)) == pytest.approx(0.1)
+
+
+def test_a_staircase_of_waits_is_recognised_and_a_pile_of_short_ones_is_not():
+    stairs, pile = stats.new_histogram(), stats.new_histogram()
+    for k in range(1, 16):
+        stairs.record_value(k * 5500 + (k % 3) * 300)  # ~5.5 ms more for each waiter
+    for v in (100, 120, 90, 3000, 150, 110, 80, 95):
+        pile.record_value(v)
+    assert stats.staircase_step(stairs) == pytest.approx(5.5, rel=0.15)
+    assert stats.staircase_step(pile) is None
