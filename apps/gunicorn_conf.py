@@ -8,8 +8,28 @@ variant measures. The hooks import the probe's agent in the worker, after gevent
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
+
+def _pin_the_tool() -> None:
+    """gunicorn has put --chdir (the user's folder, or a checkout of this tool) first on
+    sys.path before reading this file, and there a package called `probe` would shadow the
+    tool's. Import the tool's package now, from where the tool runs: every later
+    `import probe...` in the arbiter and its forked workers then resolves to it. The folder
+    goes off sys.path again, so that nothing else of it (an `apps` folder of a checkout) can
+    shadow the user's modules."""
+    home = os.environ.get("GEVENT_PROBE_HOME")
+    if not home or "probe" in sys.modules:
+        return
+    sys.path.insert(0, home)
+    try:
+        import probe  # noqa: F401
+    finally:
+        sys.path.remove(home)
+
+
+_pin_the_tool()
 _port = os.environ.get("GEVENT_PROBE_PORT")
 if not _port:
     raise RuntimeError("set GEVENT_PROBE_PORT to the port gunicorn should listen on")
@@ -23,6 +43,9 @@ accesslog = None  # one log line per request would cost more than SELECT 1 itsel
 errorlog = "-"
 loglevel = "warning"
 graceful_timeout = 5  # in-flight requests are at most a 10 s pg_sleep; don't hang the run
+# A blocking driver holds the hub for the whole probe (C x sleep per round): no heartbeat to
+# the arbiter meanwhile, which must not kill the worker for it.
+timeout = int(os.environ.get("GEVENT_PROBE_WORKER_TIMEOUT") or 60)
 
 
 def post_fork(server: Any, worker: Any) -> None:

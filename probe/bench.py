@@ -45,9 +45,8 @@ class BenchTransport:
     def timeout_s(self) -> float:
         """Long enough for the slowest honest run (every sleep serialised), no longer."""
         s = self.settings
-        probe = s.rounds * s.concurrency * s.sleep_ms / 1000
         load = s.load_s if s.load_s else s.queries * s.concurrency * WORST_QUERY_S
-        return START_BUDGET_S + probe + load
+        return START_BUDGET_S + s.probe_budget_s + load
 
     def measure(self, variant: Variant,
                 phase: Callable[[str], None] | None = None) -> Measurement | Unavailable:

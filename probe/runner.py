@@ -28,8 +28,10 @@ def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
     version matrix), send it `job`, and return its report."""
     read_fd, write_fd = os.pipe()
     full_env = {**os.environ, **env}
+    # -P: the folder the user runs from stays off sys.path (a `probe` there, or a checkout's
+    # sources, must not stand in for the installed tool).
     proc = subprocess.Popen(
-        [python or sys.executable, "-m", module, "--pipe", str(write_fd)],
+        [python or sys.executable, "-P", "-m", module, "--pipe", str(write_fd)],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         pass_fds=(write_fd,), env=full_env, start_new_session=True,
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import probe
 from probe import apps
 from probe.errors import ProbeError
 from probe.lifecycle import die_with_parent, stop_group
@@ -42,6 +43,7 @@ class Gunicorn:
     worker_connections: int = 1000
     preload: bool = False
     chdir: Path | None = None
+    worker_timeout_s: float = 60.0  # gunicorn kills a worker silent this long (a blocked probe)
     port: int = 0
     proc: subprocess.Popen | None = None
     log: list[str] = field(default_factory=list)
@@ -66,10 +68,13 @@ class Gunicorn:
                "GEVENT_PROBE_WORKERS": str(self.workers),
                "GEVENT_PROBE_WORKER_CONNECTIONS": str(self.worker_connections),
                "GEVENT_PROBE_PRELOAD": "1" if self.preload else "0",
-               "GEVENT_PROBE_STATS_DIR": str(self.stats_dir)}
-        argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
-        if self.chdir:
-            argv += ["--chdir", str(self.chdir)]
+               "GEVENT_PROBE_STATS_DIR": str(self.stats_dir),
+               "GEVENT_PROBE_HOME": str(Path(probe.__file__).resolve().parent.parent),
+               "GEVENT_PROBE_WORKER_TIMEOUT": f"{self.worker_timeout_s:.0f}"}
+        # -P: the folder we run from is not the app's (a checkout's probe/ would shadow the
+        # tool's); the sample app runs from its own scratch folder, the user's from --chdir.
+        argv = [sys.executable, "-P", "-m", "gunicorn", "-c", str(GUNICORN_CONF),
+                "--chdir", str(self.chdir or self.stats_dir)]
         argv.append(self.app)
         self.stats_dir.mkdir(parents=True, exist_ok=True)
         with open(self.stats_dir / "gunicorn.log", "wb") as log:

@@ -159,6 +159,12 @@ class Settings:
         return self.duration
 
     @property
+    def probe_budget_s(self) -> float:
+        """The longest an honest probe can take: every round's sleeps serialised, each with a
+        partial block (the partial-block control)."""
+        return self.rounds * self.concurrency * (self.sleep_ms + self.partial_block_ms) / 1000
+
+    @property
     def repeats(self) -> int:
         return self.repeat or (3 if self.command == "gate" else 1)
 

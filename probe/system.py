@@ -53,7 +53,10 @@ class HttpTransport:
                           workers=self.settings.workers,
                           worker_connections=self.settings.worker_connections,
                           preload=variant.preload,
-                          chdir=self.settings.chdir.resolve() if self.settings.chdir else None)
+                          # the user's app imports from --chdir (default: here); ours needs none
+                          chdir=(self.settings.chdir or Path.cwd()).resolve()
+                          if self.settings.app else None,
+                          worker_timeout_s=60 + self.settings.probe_budget_s)
         s = self.settings
         phase("starting gunicorn")
         try:
@@ -112,8 +115,7 @@ class HttpTransport:
         s = self.settings
         query = (f"/measure?token={uuid.uuid4().hex}&concurrency={s.concurrency}"
                  f"&sleep_ms={s.sleep_ms:g}&rounds={s.rounds}")
-        timeout = 60 + s.rounds * s.concurrency * s.sleep_ms / 1000
-        replies = server.each_worker(query, timeout=timeout)
+        replies = server.each_worker(query, timeout=60 + s.probe_budget_s)
         reports = []
         for pid, reply in sorted(replies.items()):
             if "failed" in reply:

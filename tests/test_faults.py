@@ -134,8 +134,8 @@ def _cmdline(p: psutil.Process) -> list[str]:
         return []
 
 
-def test_ctrl_c_while_gunicorn_starts_leaves_nothing(tmp_path):
-    before = temp_clusters()
+def while_gunicorn_starts(tmp_path: Path) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    """A run whose app takes 20 s to boot under gunicorn, caught while gunicorn starts."""
     project = own_app(tmp_path, "time.sleep(20)")
     proc = start("run", "--app", "slowapp:app", "--chdir", str(project), "--variants",
                  "psycopg-binary", "--output-dir", str(tmp_path / "reports"))
@@ -143,6 +143,12 @@ def test_ctrl_c_while_gunicorn_starts_leaves_nothing(tmp_path):
     time.sleep(1.0)
     descendants = tree(proc.pid)
     assert find(descendants, "gunicorn")
+    return proc, descendants
+
+
+def test_ctrl_c_while_gunicorn_starts_leaves_nothing(tmp_path):
+    before = temp_clusters()
+    proc, descendants = while_gunicorn_starts(tmp_path)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -170,13 +176,7 @@ def test_kill_9_of_the_tool_takes_everything_it_started_along(tmp_path, args, ph
 
 
 def test_kill_9_while_gunicorn_starts(tmp_path):
-    project = own_app(tmp_path, "time.sleep(20)")
-    proc = start("run", "--app", "slowapp:app", "--chdir", str(project), "--variants",
-                 "psycopg-binary", "--output-dir", str(tmp_path / "reports"))
-    wait_for(proc, "starting gunicorn")
-    time.sleep(1.0)
-    descendants = tree(proc.pid)
-    assert find(descendants, "gunicorn")
+    proc, descendants = while_gunicorn_starts(tmp_path)
     proc.kill()
     proc.wait()
     assert not gone_within(descendants, 10)

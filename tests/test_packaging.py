@@ -55,17 +55,26 @@ def application(environ, start_response):
 '''
 
 
+SHADOW = "raise ImportError('a user package shadowed the tool')\n"
+
+
+def user_project(root: Path) -> Path:
+    """A project with packages called apps (the app), probe and locustfiles (traps)."""
+    for package in ("apps", "probe", "locustfiles"):
+        (root / package).mkdir(parents=True)
+        (root / package / "__init__.py").write_text("" if package == "apps" else SHADOW)
+    (root / "apps" / "web.py").write_text(textwrap.dedent(USER_APP))
+    return root
+
+
 def test_run_with_a_users_package_named_apps_from_a_non_editable_install(installed, tmp_path):
-    project = tmp_path / "project"
-    (project / "apps").mkdir(parents=True)
-    (project / "apps" / "__init__.py").write_text("")
-    (project / "apps" / "web.py").write_text(textwrap.dedent(USER_APP))
+    project = user_project(tmp_path / "project")
     out = tmp_path / "r.json"
-    proc = subprocess.run(
+    proc = subprocess.run(  # from the project's folder, without --chdir: the default
         [str(installed / "bin/gevent-probe"), "run", "--app", "apps.web:application",
-         "--chdir", str(project), "--variants", "psycopg-binary,preload", "--duration", "3",
-         "--users", "10", "--json", str(out)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+         "--variants", "psycopg-binary,preload", "--duration", "3", "--users", "10",
+         "--json", str(out)],
+        cwd=project, capture_output=True, text=True, timeout=300,
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert proc.returncode == 0, proc.stderr + proc.stdout
     data = json.loads(out.read_text())
@@ -76,10 +85,15 @@ def test_run_with_a_users_package_named_apps_from_a_non_editable_install(install
     assert data["variants"][1]["measured"]["runtime"]["wait_function"] == "wait_poll"
 
 
-def test_bench_from_a_non_editable_install_outside_the_checkout(installed, tmp_path):
+@pytest.mark.parametrize("command", ["bench", "run"])
+def test_the_sample_app_from_a_folder_whose_packages_would_shadow_ours(installed, tmp_path,
+                                                                        command):
+    """Run from a project (or a checkout of this tool) whose `probe` is not the tool."""
+    project = user_project(tmp_path / "project")
+    extra = ["--queries", "100"] if command == "bench" else ["--duration", "3", "--users", "10"]
     proc = subprocess.run(
-        [str(installed / "bin/gevent-probe"), "bench", "--variants", "psycopg-binary,wait_c",
-         "--queries", "100"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        [str(installed / "bin/gevent-probe"), command, "--variants", "psycopg-binary,wait_c",
+         *extra], cwd=project, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "controls: all 1 flagged as expected" in proc.stdout
-    assert (tmp_path / "reports").is_dir()  # reports/ goes where the user runs it
+    assert (project / "reports").is_dir()  # reports/ goes where the user runs it
