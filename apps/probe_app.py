@@ -92,6 +92,14 @@ class NativePool:
             self._pool = ThreadedConnectionPool(size, size, DSN)
             self._slots = BoundedSemaphore(size)  # it raises instead of waiting when exhausted
 
+    def close(self) -> None:
+        # Explicitly, at worker exit: psycopg_pool's __del__ at interpreter exit fails under
+        # gevent ("greenlet is being finalized") and prints a traceback.
+        if self._slots is None:
+            self._pool.close(timeout=1.0)
+        else:
+            self._pool.closeall()
+
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:
         if self._slots is None:
@@ -134,8 +142,11 @@ def connections() -> Any:
     if _connections is None:
         if CONNECTIONS == "shared":
             _connections = SharedConnection()
+        elif POOL_KIND == "native":
+            _connections = NativePool(POOL_SIZE)
+            agent.current().at_exit.append(_connections.close)
         else:
-            _connections = ProbePool(POOL_SIZE) if POOL_KIND == "probe" else NativePool(POOL_SIZE)
+            _connections = ProbePool(POOL_SIZE)
     return _connections
 
 

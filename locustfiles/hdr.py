@@ -144,6 +144,7 @@ def load_report(recorder: Recorder, environment: Environment) -> dict[str, Any]:
         # CPU seconds of each process that generated load, counted from the start of the test:
         # locust's own start-up (imports) is not the load generator being busy.
         "load_cpu_s": dict(_worker_cpu) if _worker_cpu else {"local": _cpu_since_start()},
+        "started": _started[0] if _started else None,
     }
 
 
@@ -157,6 +158,7 @@ def write_report(path: str, recorder: Recorder, environment: Environment) -> Non
 _reporters: set[str] = set()
 _worker_cpu: dict[str, float] = {}  # master: each worker's CPU since the test started
 _cpu_at_start: list[float] = []
+_started: list[float] = []  # Unix time of test_start: the load window's beginning
 
 
 def _cpu_since_start() -> float:
@@ -186,6 +188,7 @@ def _on_worker_report(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
 def _on_test_start(environment: Environment, **_kw: Any) -> None:
     RECORDER.reset()  # locust clears its stats for a new test too
     _cpu_at_start[:] = [time.process_time()]
+    _started[:] = [time.time()]
 
 
 def _on_spawning_complete(user_count: int, **_kw: Any) -> None:

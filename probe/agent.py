@@ -49,6 +49,7 @@ class Agent:
         threshold_ms = float(os.environ.get("GEVENT_PROBE_BLOCK_THRESHOLD_MS") or 10)
         self.monitor = LoopMonitor(threshold_s=threshold_ms / 1000).start()
         self.driver: Any = None
+        self.at_exit: list[Callable[[], Any]] = []  # the app's cleanups, after the report
         self._measured: dict[str, dict[str, Any]] = {}  # token -> probe report
         _instrument_psycopg_when_imported()
         self.reset()
@@ -184,6 +185,11 @@ def dump_if_started() -> None:
     if _agent is not None and _agent.pid == os.getpid():
         _agent.monitor.stop()
         _agent.dump()
+        for cleanup in _agent.at_exit:
+            try:
+                cleanup()
+            except Exception:  # the worker is exiting: a failed close must not hide the rest
+                continue
 
 
 class _InstrumentOnImport(importlib.abc.MetaPathFinder):

@@ -163,10 +163,11 @@ def _gate(args: argparse.Namespace) -> int:
     from probe.variants import select
 
     settings = _settings(args)
-    baseline = results.read(settings.baseline) if settings.baseline else None
+    baseline = _run_result(results.read(settings.baseline), settings.baseline) \
+        if settings.baseline else None
     path: Path | None = None
     if settings.results:
-        result = results.read(settings.results)
+        result = _run_result(results.read(settings.results), settings.results)
     else:
         select(settings.variants, settings.measuring_mode)
         result, path = measure(settings)
@@ -183,6 +184,14 @@ def _gate(args: argparse.Namespace) -> int:
     if outcome.exit_code == gate.EXIT_UNTRUSTED:
         _exit_code(outcome.result)  # says why, on stderr
     return outcome.exit_code
+
+
+def _run_result(result: Any, path: Path) -> Any:
+    from probe.model import RunResult
+
+    if not isinstance(result, RunResult):
+        raise ProbeError(f"{path} is a {result.mode} result: the gate reads bench or run results")
+    return result
 
 
 def _ci_outputs(outcome: Any, settings: Any) -> None:
@@ -214,8 +223,10 @@ def _selftest(args: argparse.Namespace) -> int:
     settings = build("selftest", flags, args.config)
     result, path = measure(settings)
     print(fmt.results_table(result, color=sys.stdout.isatty()), end="")
-    wrong = [f"{r.name} gave {r.verdict}" for r in result.variants
-             if not r.control and r.verdict != "healthy"]
+    from probe.variants import BY_NAME
+
+    wrong = [f"{r.name} gave {r.verdict}, expected {BY_NAME[r.name].expected}"
+             for r in result.variants if not r.control and r.verdict != BY_NAME[r.name].expected]
     wrong += [f"{s.name} could not run: {s.reason}" for s in result.skipped]
     if wrong or not result.trusted:
         problems = wrong + list(result.control_problems) + ([result.aborted] if result.aborted
@@ -263,7 +274,12 @@ def _report(args: argparse.Namespace) -> int:
         folder = args.files[0].parent
     elif folder is None:
         _, folder = results.new_run_dir(Path("reports"), "compare")
-    md, html = write_reports(loaded, folder)
+    try:
+        md, html = write_reports(loaded, folder)
+    except ProbeError:
+        raise
+    except Exception as ex:  # e.g. a results file from another version of the tool
+        raise ProbeError(f"cannot render the report: {type(ex).__name__}: {ex}") from None
     print(f"report: {html}\n        {md}")
     return EXIT_OK
 

@@ -8,8 +8,10 @@ Checks come from flags or from `[tool.gevent-probe.gate]`:
   probe.compare: a variant whose whole interval is above the limit becomes `regressed`, one
   whose interval straddles it `inconclusive`.
 A check on a variant or route that does not exist is an error (exit 2), never a silent pass.
-Controls that the user did not name are run as proof that the detectors work here: one that
-is not flagged as expected makes the gate untrustworthy (exit 2), whatever the checks say.
+A variant that could not run here (a driver missing) fails its `available` check. Controls
+that run without being named (no --variants) prove the detectors work here: one that is not
+flagged as expected makes the gate untrustworthy (exit 2), whatever the checks say; with
+--variants, run `gevent-probe selftest` first for that proof.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import dataclasses
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from probe import compare
+from probe import compare, stats
 from probe.errors import ProbeError
 from probe.model import CheckResult, RunResult, VariantResult
 from probe.settings import Settings, parse_limits
@@ -52,6 +54,8 @@ def evaluate(result: RunResult, settings: Settings,
         variants.append(variant)
         checks.append(_verdict_check(variant, settings, baseline))
         checks += _latency_checks(variant, result.mode, settings)
+    checks += [CheckResult(u.name, "available", False, f"could not run here: {u.reason} "
+                           f"(install: {u.hint})") for u in result.skipped if u.name in named]
     judged = dataclasses.replace(result, variants=tuple(variants), checks=tuple(checks))
     failures = tuple(f"{c.variant}: {c.check}: {c.detail}" for c in checks if not c.passed)
     notes = environment_notes(result, baseline)
@@ -68,7 +72,7 @@ def _named(settings: Settings, result: RunResult) -> set[str]:
         if missing:
             raise ProbeError(f"no results for variant(s) {', '.join(sorted(missing))} to check")
         return names
-    return {v.name for v in result.variants if not v.control}
+    return {v.name for v in result.variants if not v.control} | {u.name for u in result.skipped}
 
 
 def _control_check(v: VariantResult) -> CheckResult:
@@ -147,11 +151,11 @@ def _compared(v: VariantResult, result: RunResult, settings: Settings,
             raise ProbeError(f"no results for the baseline variant {settings.baseline_variant} "
                              "(--baseline-variant)")
         against = settings.baseline_variant
-    verdicts = []
-    for key in _latency_keys(v, reference):
-        comparison = compare.compare_p99(_per_repeat(v, key), _per_repeat(reference, key), limit)
-        verdicts.append((comparison, key))
-    if v.verdict != "healthy" or not verdicts:
+    if v.verdict != "healthy":
+        return v  # already a finding: the comparison would only repeat it
+    verdicts = [(compare.compare_p99(_per_repeat(v, key), _per_repeat(reference, key), limit),
+                 key) for key in _latency_keys(v, reference)]
+    if not verdicts:
         return v
     worst = max(verdicts, key=lambda cv: ("pass", "inconclusive", "regressed").index(
         cv[0].outcome))
@@ -170,9 +174,16 @@ def _compared(v: VariantResult, result: RunResult, settings: Settings,
 
 
 def _latency_keys(v: VariantResult, reference: VariantResult) -> list[str]:
+    """The latencies both sides recorded: an app that times no SELECT 1 of its own (--app)
+    has an empty "db" histogram, which says nothing either way."""
     mine = {k for r in v.repeats for k in r.histograms}
     theirs = {k for r in reference.repeats for k in r.histograms}
-    return sorted(mine & theirs) or []
+    return sorted(k for k in mine & theirs
+                  if _recorded(_per_repeat(v, k)) and _recorded(_per_repeat(reference, k)))
+
+
+def _recorded(encoded: list[str]) -> int:
+    return stats.merge(encoded).get_total_count()
 
 
 def _per_repeat(v: VariantResult, key: str) -> list[str]:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import glob
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 
@@ -36,3 +40,35 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+# Folders the tool makes in the temporary directory, each with the pid of the run that owns
+# it: a run killed by SIGKILL cannot remove its own, so the next run does.
+TEMP_PREFIXES = ("gevent-probe-pg-", "gevent-probe-auth-", "gevent-probe-run-")
+OWNER_FILE = "owner.pid"
+
+
+def mark_owned(folder: Path) -> None:
+    (Path(folder) / OWNER_FILE).write_text(str(os.getpid()))
+
+
+def sweep_stale() -> None:
+    """Remove the tool's temporary folders whose owner process is gone."""
+    for prefix in TEMP_PREFIXES:
+        for folder in glob.glob(os.path.join(tempfile.gettempdir(), prefix + "*")):
+            try:
+                owner = int(Path(folder, OWNER_FILE).read_text())
+            except (OSError, ValueError):
+                continue
+            if not _alive(owner):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -74,7 +74,9 @@ def probe(driver: Any, job: ProbeJob, monitor: LoopMonitor,
     try:
         with BlockedTimeTracer() as tracer:
             pool = Pool(len(conns))
-            for _ in range(max(1, job.rounds)):
+            # enough rounds for the blocked time to be judged, even with few connections
+            least = -(-thresholds.MIN_PROBE_QUERIES // len(conns))
+            for _ in range(max(1, job.rounds, least)):
                 rounds.append(_sleep_round(driver, pool, conns, job.sleep_s, tracer, blocked))
                 if decisive(rounds, job.concurrency, job.sleep_s, blocked):
                     break
@@ -100,10 +102,12 @@ def _sleep_round(driver: Any, pool: Pool, conns: list[Any], sleep_s: float,
             driver.sleep(conn, sleep_s)
 
     sched = SchedStat()
-    (cpu0, runq0), t0 = sched.read_ns(), time.perf_counter()
-    pool.map(one, conns)
-    (cpu1, runq1), wall = sched.read_ns(), time.perf_counter() - t0
-    sched.close()
+    try:
+        (cpu0, runq0), t0 = sched.read_ns(), time.perf_counter()
+        pool.map(one, conns)
+        (cpu1, runq1), wall = sched.read_ns(), time.perf_counter() - t0
+    finally:
+        sched.close()
     return SleepRound(wall_s=wall, cpu_s=(cpu1 - cpu0) / 1e9, runq_s=(runq1 - runq0) / 1e9)
 
 
@@ -115,6 +119,8 @@ def decisive(rounds: list[SleepRound], concurrency: int, sleep_s: float, blocked
     limit = thresholds.serialised_threshold(concurrency)
     burn = stats.median(stats.burn_ratio(r) for r in rounds)
     blocked_ms = blocked.get_value_at_percentile(50) / 1000
+    if blocked.get_total_count() < thresholds.MIN_PROBE_QUERIES:
+        return False  # too few queries yet to judge the blocked time (small --concurrency)
     return (_clear(ratio - 1, limit - 1) and _clear(burn, thresholds.BURN_RATIO)
             and _clear(blocked_ms, thresholds.BLOCKED_MS))
 

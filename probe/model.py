@@ -107,6 +107,7 @@ class Stalls:
     busy: int = 0
     preempted: int = 0
     preempted_ms: float = 0.0
+    watched_ms: float = 0.0  # the time the share is of (every worker's, in run)
     culprits: tuple[Culprit, ...] = ()
     events: tuple[StallEvent, ...] = ()
 
@@ -175,7 +176,7 @@ class HttpView:
     loadgen_core_share: float  # busiest locust process: CPU seconds / load wall time
     loadgen_saturated: bool
     timeline: tuple[Second, ...] = ()
-    started: float = 0.0  # Unix time the load began: stall events are placed against it
+    started: float = 0.0  # Unix time locust started the test: stall events are placed against it
 
 
 @dataclass(frozen=True)

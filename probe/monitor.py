@@ -97,23 +97,26 @@ class LoopMonitor:
         interval = self.interval_s
         expected_us = max(1, int(interval * 1e6))
         sched = SchedStat()
-        usage = sched.read_ns()
-        while self._running:
-            start = self._beat_at = time.perf_counter()
-            gevent.sleep(interval)
-            now = time.perf_counter()
-            # A beat that began before a reset counts only for the part after it.
-            late = min(now - start, now - self._since) - interval
-            self.lag.record_corrected_value(max(0, int(late * 1e6)), expected_us)
-            before, usage = usage, sched.read_ns()
-            self.max_s = max(self.max_s, late)
-            if late > self.threshold_s:
-                kind = stall_kind(now - start, before, usage)
-                self._stall(late, kind)
-                if late > self.worst[0] and kind != "preempted":
-                    beat, stack = self._sample
-                    self.worst = (late, stack if beat == start else ())
-            self._second(late, 0.0)
+        try:
+            usage = sched.read_ns()
+            while self._running:
+                start = self._beat_at = time.perf_counter()
+                gevent.sleep(interval)
+                now = time.perf_counter()
+                # A beat that began before a reset counts only for the part after it.
+                late = min(now - start, now - self._since) - interval
+                self.lag.record_corrected_value(max(0, int(late * 1e6)), expected_us)
+                before, usage = usage, sched.read_ns()
+                self.max_s = max(self.max_s, late)
+                if late > self.threshold_s:
+                    kind = stall_kind(now - start, before, usage)
+                    self._stall(late, kind)
+                    if late > self.worst[0] and kind != "preempted":
+                        beat, stack = self._sample
+                        self.worst = (late, stack if beat == start else ())
+                self._second(late, 0.0)
+        finally:  # killed at stop(): GreenletExit lands here
+            sched.close()
 
     def settle(self) -> None:
         """Let a heartbeat that is due run before a report: right after a stretch that blocked

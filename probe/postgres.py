@@ -13,8 +13,9 @@ the tool's user; DSNs name that file, never the secret, so nothing we print, log
 leak it. initdb refuses to run as root, so when we are root the cluster belongs to an
 unprivileged user (`postgres` if it exists, else `nobody`).
 
-If the tool is killed (even by SIGKILL), the server dies with it (PDEATHSIG); the folder it
-leaves behind is swept by the next run, which recognises it by its dead owner.
+If the tool is killed (even by SIGKILL), the server dies with it (PDEATHSIG); the folders it
+leaves behind are swept by the next run, which recognises them by their dead owner
+(probe.lifecycle.sweep_stale).
 """
 
 from __future__ import annotations
@@ -37,13 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from probe.errors import ProbeError
-from probe.lifecycle import die_with_parent
+from probe.lifecycle import die_with_parent, mark_owned, sweep_stale
 
 TEMP_PREFIX = "gevent-probe-pg-"
 SUPERUSER = "probe"
 READY_TIMEOUT_S = 30.0
 BINDIR_ENV = "GEVENT_PROBE_PG_BINDIR"
-OWNER_FILE = "owner.pid"
 
 
 @dataclass(frozen=True)
@@ -137,27 +137,6 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     raise ProbeError("running as root and no unprivileged user (postgres, nobody) to run initdb")
 
 
-def sweep_stale() -> None:
-    """Remove the folders of clusters whose tool was killed (their owner pid is gone)."""
-    for folder in glob.glob(os.path.join(tempfile.gettempdir(), TEMP_PREFIX + "*")):
-        try:
-            owner = int(Path(folder, OWNER_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if not _alive(owner):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class EphemeralCluster:
     """initdb + postgres in a temp dir; `stop()` kills the server and removes the dir."""
 
@@ -193,13 +172,14 @@ class EphemeralCluster:
     def _start(self) -> None:
         sweep_stale()
         self.tmpdir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))  # mode 0700
-        (self.tmpdir / OWNER_FILE).write_text(str(os.getpid()))
+        mark_owned(self.tmpdir)
         if self.user:
             os.chown(self.tmpdir, self.user.pw_uid, self.user.pw_gid)
         self._make_binaries_reachable()
         secret = secrets.token_urlsafe(32)
         # The tool's own private folder: the cluster's user (and nobody else) can't read it.
         self.passfile = Path(tempfile.mkdtemp(prefix="gevent-probe-auth-")) / "pgpass"
+        mark_owned(self.passfile.parent)
         pwfile = self.tmpdir / "pwfile"
         self._write_private(pwfile, secret + "\n", owner=self.user)
         data = self.tmpdir / "data"

@@ -21,6 +21,7 @@ from typing import Any
 from probe import detect, metadata, summary
 from probe import dsn as dsn_mod
 from probe.errors import ProbeError
+from probe.lifecycle import mark_owned, sweep_stale
 from probe.model import (
     Measurement,
     Repeat,
@@ -65,7 +66,9 @@ def run(settings: Settings, database: Database, run_id: str,
         result = dataclasses.replace(result, control_problems=control_problems(result))
         return scrub(result, database.dsn)
 
+    sweep_stale()
     with tempfile.TemporaryDirectory(prefix="gevent-probe-run-") as tmp:
+        mark_owned(Path(tmp))
         transport = transport or _transport(settings, database, Path(tmp))
         step = 0
         for repeat in range(settings.repeats):
@@ -177,8 +180,9 @@ def scrub(result: RunResult, dsn: str) -> RunResult:
 def _scrub_tree(node: Any, dsn: str) -> Any:
     if isinstance(node, str):
         return dsn_mod.scrub(node, dsn)
-    if isinstance(node, dict):
-        return {k: _scrub_tree(v, dsn) for k, v in node.items()}
+    if isinstance(node, dict):  # encoded histograms are data, not text: a short password
+        return {k: v if k == "histograms" or k.endswith("_hdr") else _scrub_tree(v, dsn)
+                for k, v in node.items()}  # can occur in their base64 by chance
     if isinstance(node, list):
         return [_scrub_tree(v, dsn) for v in node]
     return node

@@ -286,8 +286,9 @@ def load_config(path: Path | None, command: str, mode: str | None = None) -> dic
     if data is None:
         return {}
     values = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    tables = [command] if command != "gate" else [mode or data.get("gate", {}).get("mode")
-                                                  or "bench", "gate"]
+    gate_table = data.get("gate", {}) if isinstance(data.get("gate"), dict) else {}
+    tables = [command] if command != "gate" else [mode or gate_table.get("mode") or "bench",
+                                                  "gate"]
     for table in tables:
         section = data.get(table, {})
         if not isinstance(section, dict):

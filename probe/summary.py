@@ -62,6 +62,7 @@ def from_run(*, connections: str, probes: Sequence[ProbeReport], agents: Sequenc
              load_started: float, scenario: str, users: int, loadgen_processes: int,
              loadgen_core_share: float, loadgen_saturated: bool,
              problems: Sequence[str] = ()) -> Measurement:
+    load_started = float(load_data.get("started") or load_started)  # locust's test_start
     runtimes = {p.pid: p.runtime for p in probes}
     loads = [a.load for a in agents]
     monitors = [a.monitor for a in agents]
@@ -92,7 +93,7 @@ def from_run(*, connections: str, probes: Sequence[ProbeReport], agents: Sequenc
                 involuntary_ctx_per_query=_per(sum(x.involuntary_ctx for x in loads), served)),
         blocked_ms=_blocked(probes),
         lag_ms=stats.lag_summary(stats.merge(m.lag_hdr for m in monitors)),
-        stalls=_stalls(monitors, probes),
+        stalls=_stalls(monitors, probes, (load_started, load_started + load_s)),
         db=_db(loads, load_s),
         contention=_contention(connections, loads, http_busy_s),
         http=http,
@@ -119,8 +120,10 @@ def failed(runtime: Runtime, reason: str) -> Measurement:
 
 
 def merge(measurements: Sequence[Measurement]) -> Measurement:
-    """K repeats of a variant as one: histograms and counts added exactly, the scalar probe
-    signals (serialisation, CPU burn) those of the median repeat by serialisation ratio."""
+    """K repeats of a variant as one, each field with the meaning it has in one repeat:
+    histograms and counts added exactly, shares over the summed time they are of, the probe's
+    worst blocked time (as across workers), and the scalar probe signals (serialisation, CPU
+    burn) of the median repeat by serialisation ratio."""
     if len(measurements) == 1:
         return measurements[0]
     ordered = sorted(measurements, key=lambda m: m.serialization.ratio)
@@ -131,27 +134,55 @@ def merge(measurements: Sequence[Measurement]) -> Measurement:
     db_hist = stats.decode(histograms.get("db", ""))
     queries = sum(m.db.queries for m in measurements)
     wall = sum(m.wall_s for m in measurements)
-    stalls = [m.stalls for m in measurements]
     return dataclasses.replace(
         middle,
-        blocked_ms=stats.latency_summary(stats.decode(histograms.get("blocked", ""))),
+        blocked_ms=max((m.blocked_ms for m in measurements), key=lambda b: b.p50),
         lag_ms=stats.lag_summary(stats.decode(histograms.get("lag", ""))),
-        stalls=dataclasses.replace(
-            middle.stalls, count=sum(s.count for s in stalls),
-            total_ms=round(sum(s.total_ms for s in stalls), 3),
-            share=round(sum(s.total_ms for s in stalls) / (wall * 1000), 4) if wall else 0.0,
-            max_ms=max(s.max_ms for s in stalls), blocked=sum(s.blocked for s in stalls),
-            busy=sum(s.busy for s in stalls), preempted=sum(s.preempted for s in stalls),
-            preempted_ms=round(sum(s.preempted_ms for s in stalls), 3)),
+        stalls=_merged_stalls(middle.stalls, [m.stalls for m in measurements]),
         db=DbLoad(latency_ms=stats.latency_summary(db_hist), queries=queries,
                   errors=sum(m.db.errors for m in measurements),
                   qps=round(queries / wall, 1) if wall else 0.0,
                   first_error=next((m.db.first_error for m in measurements
                                     if m.db.first_error), None)),
+        http=_merged_http(middle.http, [m.http for m in measurements], histograms),
         problems=tuple(dict.fromkeys(p for m in measurements for p in m.problems)),
         histograms=histograms,
         wall_s=round(wall, 6),
     )
+
+
+def _merged_stalls(middle: Stalls, stalls: list[Stalls]) -> Stalls:
+    watched = sum(s.watched_ms for s in stalls)
+    total = sum(s.total_ms for s in stalls)
+    return dataclasses.replace(
+        middle, count=sum(s.count for s in stalls), total_ms=round(total, 3),
+        share=round(total / watched, 4) if watched else 0.0, watched_ms=round(watched, 3),
+        max_ms=max(s.max_ms for s in stalls), blocked=sum(s.blocked for s in stalls),
+        busy=sum(s.busy for s in stalls), preempted=sum(s.preempted for s in stalls),
+        preempted_ms=round(sum(s.preempted_ms for s in stalls), 3))
+
+
+def _merged_http(middle: HttpView | None, views: list[HttpView | None],
+                 histograms: dict[str, str]) -> HttpView | None:
+    """Routes from the merged histograms and summed counts; the timeline of the median one."""
+    if middle is None:
+        return None
+    present = [v for v in views if v is not None]
+    duration = sum(v.duration_s for v in present)
+    routes = []
+    for route in middle.routes:
+        same = [r for v in present for r in v.routes if r.name == route.name]
+        requests = sum(r.requests for r in same)
+        routes.append(dataclasses.replace(
+            route, latency_ms=stats.summarize_encoded(histograms.get(f"http:{route.name}", "")),
+            requests=requests, failures=sum(r.failures for r in same),
+            rps=round(requests / duration, 1) if duration else 0.0))
+    requests = sum(r.requests for r in routes)
+    return dataclasses.replace(
+        middle, routes=tuple(routes), rps=round(requests / duration, 1) if duration else 0.0,
+        error_rate=round(sum(r.failures for r in routes) / requests, 4) if requests else 0.0,
+        loadgen_core_share=max(v.loadgen_core_share for v in present),
+        loadgen_saturated=any(v.loadgen_saturated for v in present))
 
 
 # -- the probe's signals --------------------------------------------------------------------
@@ -188,21 +219,40 @@ def _blocked(probes: Sequence[ProbeReport]) -> LatencySummary:
 
 # -- the load -------------------------------------------------------------------------------
 
-def _stalls(monitors: Sequence[MonitorReport], probes: Sequence[ProbeReport]) -> Stalls:
-    watched_ms = sum(m.watched_s for m in monitors) * 1000
-    stalled = sum(m.stalled_ms for m in monitors)
-    events = sorted((e for m in monitors for e in m.events), key=lambda e: e.t)[:MAX_EVENTS]
+def _stalls(monitors: Sequence[MonitorReport], probes: Sequence[ProbeReport],
+            window: tuple[float, float] | None = None) -> Stalls:
+    """The stalls the monitors saw; with a window (run: the load phase, in Unix time), only
+    those inside it, as a share of the window in every worker."""
+    if window is None:
+        watched_ms = sum(m.watched_s for m in monitors) * 1000
+        events = sorted((e for m in monitors for e in m.events), key=lambda e: e.t)
 
-    def kind(name: str) -> int:
-        return sum(m.kinds.get(name, 0) for m in monitors)
+        def kind(name: str) -> int:
+            return sum(m.kinds.get(name, 0) for m in monitors)
 
+        counts = {k: kind(k) for k in ("blocked", "busy", "preempted")}
+        stalled = sum(m.stalled_ms for m in monitors)
+        preempted_ms = sum(m.preempted_ms for m in monitors)
+        max_ms = max((m.max_ms for m in monitors), default=0.0)
+    else:
+        start, end = window
+        watched_ms = (end - start) * 1000 * len(monitors)
+        events = sorted((e for m in monitors for e in m.events if start <= e.t < end),
+                        key=lambda e: e.t)
+        counts = {k: sum(e.kind == k for e in events) for k in ("blocked", "busy", "preempted")}
+        # the per-second record is exact where the event list may be cut short
+        stalled = sum(s.stalled_ms for m in monitors for s in m.seconds
+                      if int(start) <= s.t < end)
+        preempted_ms = sum(e.ms for e in events if e.kind == "preempted")
+        max_ms = max((s.max_ms for m in monitors for s in m.seconds
+                      if int(start) <= s.t < end), default=0.0)
     return Stalls(threshold_ms=monitors[0].threshold_ms if monitors else 0.0,
-                  count=sum(m.stalls for m in monitors), total_ms=round(stalled, 3),
+                  count=counts["blocked"] + counts["busy"], total_ms=round(stalled, 3),
                   share=round(stalled / watched_ms, 4) if watched_ms else 0.0,
-                  max_ms=max((m.max_ms for m in monitors), default=0.0),
-                  blocked=kind("blocked"), busy=kind("busy"), preempted=kind("preempted"),
-                  preempted_ms=round(sum(m.preempted_ms for m in monitors), 3),
-                  culprits=merge_culprits([*monitors, *probes]), events=tuple(events))
+                  max_ms=round(max_ms, 3), watched_ms=round(watched_ms, 3), **counts,
+                  preempted_ms=round(preempted_ms, 3),
+                  culprits=merge_culprits([*monitors, *probes]),
+                  events=tuple(events[:MAX_EVENTS]))
 
 
 def _db(loads: Sequence[LoadReport], load_s: float) -> DbLoad:

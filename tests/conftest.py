@@ -12,7 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from probe.postgres import TEMP_PREFIX, EphemeralCluster
+from probe.lifecycle import TEMP_PREFIXES
+from probe.postgres import EphemeralCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["pytester"]
@@ -56,7 +57,8 @@ def probe_cli(*args: str, timeout: float = 300, env: dict | None = None,
 
 
 def temp_clusters() -> set[str]:
-    return set(glob.glob(f"/tmp/{TEMP_PREFIX}*"))
+    """The tool's temporary folders (clusters, passfiles, run scratch) that exist now."""
+    return {path for prefix in TEMP_PREFIXES for path in glob.glob(f"/tmp/{prefix}*")}
 
 
 def leftover_processes(marker: str) -> list[str]:

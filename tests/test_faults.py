@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from probe import cli
+from probe import cli, lifecycle
 from tests.conftest import ROOT, temp_clusters
 
 pytestmark = pytest.mark.slow
@@ -162,6 +162,7 @@ def test_ctrl_c_while_gunicorn_starts_leaves_nothing(tmp_path):
      "load:", "locust"),
 ])
 def test_kill_9_of_the_tool_takes_everything_it_started_along(tmp_path, args, phase, expect):
+    before = temp_clusters()
     proc = start(*args, "--output-dir", str(tmp_path))
     wait_for(proc, phase)
     time.sleep(1.0)
@@ -173,6 +174,9 @@ def test_kill_9_of_the_tool_takes_everything_it_started_along(tmp_path, args, ph
     proc.kill()
     proc.wait()
     assert not gone_within(descendants, 10)
+    assert temp_clusters() != before  # its folders stay behind a SIGKILL...
+    lifecycle.sweep_stale()
+    assert temp_clusters() == before  # ...until the next run sweeps them
 
 
 def test_kill_9_while_gunicorn_starts(tmp_path):

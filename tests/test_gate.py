@@ -155,3 +155,13 @@ def test_a_baseline_from_a_good_release_fails_a_release_that_blocks(tmp_path, wh
     assert "hub-blocking (psycopg 3.1.13 binary, wait_c)" in line
     assert "the baseline had healthy (psycopg 3.3.8 binary, wait_poll)" in line
     assert "psycopg: 3.3.8 in the baseline, 3.1.13 here" in proc.stdout
+
+
+def test_a_named_variant_that_could_not_run_fails_instead_of_passing_silently():
+    from probe.model import Unavailable
+
+    result = make_run(variants=(), skipped=(Unavailable("psycopg-c", "no gcc", "pip"),))
+    outcome = gate.evaluate(result, build("gate", {"variants": "psycopg-c"}))
+    assert outcome.exit_code == gate.EXIT_FAIL
+    assert outcome.failures == ("psycopg-c: available: could not run here: no gcc "
+                                "(install: pip)",)

@@ -1,7 +1,9 @@
+import dataclasses
 import json
 
 import pytest
 
+from probe import session, stats
 from probe.model import (
     SCHEMA,
     Repeat,
@@ -44,3 +46,19 @@ def test_a_run_is_trusted_only_with_its_controls_right_and_complete():
     assert make_run().trusted
     assert not make_run(control_problems=("spin-wait gave healthy",)).trusted
     assert not make_run(aborted="PostgreSQL stopped").trusted
+
+
+def test_scrubbing_a_password_leaves_the_histograms_intact():
+    hist = stats.new_histogram()
+    for v in range(1, 3000, 7):
+        hist.record_value(v)
+    encoded = stats.encode(hist)
+    password = next(encoded[i:i + 2] for i in range(len(encoded)) if encoded[i:i + 2].isalpha())
+    run = make_run(command=f"gevent-probe bench --dsn 'password={password}'")
+    (variant,) = run.variants
+    measured = dataclasses.replace(variant.measured, histograms={"db": encoded})
+    run = dataclasses.replace(run, variants=(dataclasses.replace(variant, measured=measured),))
+    scrubbed = session.scrub(run, f"host=db password={password}")
+    assert password not in scrubbed.command
+    assert stats.decode(scrubbed.variants[0].measured.histograms["db"]).get_total_count() == \
+        hist.get_total_count()

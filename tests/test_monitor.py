@@ -92,3 +92,18 @@ def test_a_timed_lock_measures_who_waited_for_a_busy_connection():
     assert (report.acquisitions, report.contended) == (2, 1)
     assert 25 <= report.wait_total_ms <= 200
     assert "in waiter" in report.first_frame
+
+
+def test_starting_and_stopping_monitors_leaks_no_file_descriptor():
+    import os
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = fds()
+    for _ in range(20):
+        m = LoopMonitor().start()
+        gevent.sleep(0.005)
+        m.stop()
+        gevent.sleep(0.005)
+    assert fds() <= before + 1

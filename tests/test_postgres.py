@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from probe import postgres
+from probe import lifecycle, postgres
 from probe.errors import ProbeError
 from tests.conftest import leftover_processes, temp_clusters
 
@@ -93,7 +93,7 @@ def test_cluster_dies_with_its_parent_even_on_sigkill_and_the_next_run_sweeps_it
         time.sleep(0.1)
     assert not leftover_processes(tmpdir)
     assert Path(tmpdir).exists()  # nobody could clean up after SIGKILL...
-    postgres.sweep_stale()
+    lifecycle.sweep_stale()
     assert not Path(tmpdir).exists()  # ...until the next run
 
 

@@ -80,3 +80,8 @@ def test_gate_limits_are_checked_before_anything_runs(value, message):
 def test_fail_on_names_known_verdicts_only():
     with pytest.raises(ProbeError, match="unknown verdict"):
         build("gate", {"fail_on": "hub-blocking,slow"})
+
+
+def test_a_gate_table_that_is_not_a_table_is_one_line(tmp_path):
+    with pytest.raises(ProbeError, match=r"\[gate\] in .* must be a table"):
+        build("gate", {}, write(tmp_path, "gate = 3"))

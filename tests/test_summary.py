@@ -47,3 +47,26 @@ def test_run_takes_the_worst_worker_and_names_the_one_that_died():
                                                       (12, "replacement")]
     assert any("worker 11 died" in p for p in m.problems)
     assert m.db.queries == 4 and m.http.rps == 200.0
+
+
+def test_repeats_of_a_run_keep_each_fields_meaning():
+    from probe.model import HttpView, RouteStats, Stalls
+    from tests.factories import latency
+
+    def repeat(stalled_ms: float, blocked: float, p99_us: int) -> object:
+        http = HttpView(scenario="mixed", users=10, duration_s=5, rps=100, error_rate=0,
+                        routes=(RouteStats("select1", latency(1), 500, 5, 100),),
+                        loadgen_processes=1, loadgen_core_share=0.5, loadgen_saturated=False)
+        return measurement(http=http, blocked_ms=latency(blocked, count=16),
+                           stalls=Stalls(threshold_ms=10, count=1, total_ms=stalled_ms,
+                                         share=stalled_ms / 5000, max_ms=stalled_ms,
+                                         watched_ms=5000),
+                           histograms={"http:select1": hist(*[p99_us] * 100)})
+
+    merged = summary.merge([repeat(0, 0.0, 1000), repeat(1000, 0.0, 1000),
+                            repeat(500, 1.5, 9000)])
+    assert merged.stalls.share == 0.1 and merged.stalls.watched_ms == 15000
+    assert merged.blocked_ms.p50 == 1.5  # the worst repeat, as the worst worker
+    (route,) = merged.http.routes
+    assert (route.requests, route.failures, route.rps) == (1500, 15, 100.0)
+    assert route.latency_ms.count == 300 and route.latency_ms.max >= 8.9

@@ -114,3 +114,11 @@ def test_an_app_that_cannot_load_is_one_line_before_any_load(tmp_path, app, says
     assert time.monotonic() - start < 15
     assert not list(tmp_path.iterdir())  # nothing was measured, no empty run folder left
     assert_nothing_left(before)
+
+
+def test_the_drivers_own_pools(tmp_path):
+    proc, data, _ = run(tmp_path, "--variants", "psycopg-binary,psycopg2-green", "--pool",
+                        "native", "--duration", "3", "--users", "10")
+    assert proc.returncode == 0, proc.stderr
+    assert verdicts(data) == {"psycopg-binary": "healthy", "psycopg2-green": "healthy"}
+    assert all(w["status"] == "ok" for r in data["variants"] for w in r["measured"]["workers"])
