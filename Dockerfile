@@ -1,6 +1,6 @@
 # gevent-probe with every driver variant and its own PostgreSQL (the bundled server).
 #   docker build -t gevent-probe .
-#   docker run --rm -v "$PWD/reports:/home/probe/reports" gevent-probe run
+#   docker run --rm --user "$(id -u)" -v "$PWD/reports:/home/probe/reports" gevent-probe run
 #   docker run --rm -e GEVENT_PROBE_DSN=postgresql://... gevent-probe bench
 # Linted by the tests (hadolint); not built in this project's CI, whose machines have no
 # Docker engine.

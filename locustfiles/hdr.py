@@ -122,22 +122,14 @@ def _locust_stats(environment: Environment) -> dict[str, Any]:
     return out
 
 
-def _summary_ms(hist: HdrHistogram) -> dict[str, Any]:
-    summary = stats.latency_summary(hist)
-    return {"count": summary.count, "avg": summary.avg, "p50": summary.p50, "p90": summary.p90,
-            "p99": summary.p99, "p999": summary.p999, "max": summary.max}
-
-
 def load_report(recorder: Recorder, environment: Environment) -> dict[str, Any]:
-    """The $GEVENT_PROBE_LOAD_OUT document: histograms in µs, summaries and locust's in ms."""
+    """The $GEVENT_PROBE_LOAD_OUT document: our histograms (µs), locust's own view (ms)."""
     runner = environment.runner
     exported = recorder.export()
     exported.pop("seconds")
     return {
         **exported,
         "timeline": recorder.timeline(),
-        "unit": "us",
-        "summary_ms": {n: _summary_ms(h) for n, h in recorder.histograms.items()},
         "locust_stats": _locust_stats(environment),
         "mode": "master" if isinstance(runner, MasterRunner) else "local",
         "workers_reported": sorted(_reporters),

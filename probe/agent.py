@@ -126,7 +126,7 @@ class Agent:
             first_error=self.first_error,
             lock=contention.STATS.report() if "psycopg" in sys.modules else None)
         return AgentReport(pid=self.pid, requests=dict(self.requests), errors=dict(self.errors),
-                           monitor=self.monitor.report(), load=load, first_error=self.first_error)
+                           monitor=self.monitor.report(), load=load)
 
     def dump(self) -> str | None:
         """Write the report to $GEVENT_PROBE_STATS_DIR/worker-<pid>.json, atomically."""

@@ -10,20 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from probe import summary
-from probe.model import Measurement, Runtime, Unavailable, WorkerReport, from_dict
+from probe.model import Measurement, Unavailable, WorkerReport, from_dict
 from probe.runner import WorkerFailed, run_worker
 from probe.settings import Settings
 from probe.variants import Variant
 
 START_BUDGET_S = 60.0  # interpreter, gevent and driver imports, connections
 WORST_QUERY_S = 0.01  # budget per SELECT 1 when a count, not a duration, bounds the load
-
-
-def placeholder_runtime(variant: Variant) -> Runtime:
-    """What we know of a variant whose process never reported."""
-    return Runtime(driver=variant.driver, driver_version="?", impl=variant.impl or "",
-                   wait_function="?", libpq_version="?", patched_modules=(),
-                   gevent_version="?", greenlet_version="?")
 
 
 class BenchTransport:
@@ -55,14 +48,9 @@ class BenchTransport:
                                {**self.env, **variant.environment()}, self.timeout_s(),
                                self.python)
         except WorkerFailed as ex:
-            return summary.failed(placeholder_runtime(variant),
-                                  f"The measured process failed: {ex}")
+            return summary.failed(variant, f"The measured process failed: {ex}")
         if "unavailable" in reply:
             return Unavailable(variant.name, reply["unavailable"], variant.install_hint)
         if "failed" in reply:
-            return summary.failed(placeholder_runtime(variant),
-                                  f"The measured process stopped: {reply['failed']}")
+            return summary.failed(variant, f"The measured process stopped: {reply['failed']}")
         return summary.from_bench(from_dict(WorkerReport, reply["report"]))
-
-    def close(self) -> None:
-        pass

@@ -246,10 +246,17 @@ def _matrix(args: argparse.Namespace) -> int:
     run_id, path = results.prepare(settings.output_dir, settings.json_path, "matrix")
     with (results.removed_if_unused(path.parent), postgres.database(settings.dsn) as database,
           _progress() as progress):
-        result = matrix.run(settings, database, run_id, versions, progress)
+        result = matrix.run(settings, database, run_id, versions, progress,
+                            sink=lambda partial: results.write(partial, path))
     write_all(result, path)
     print(fmt.matrix_table(result, color=sys.stdout.isatty()), end="")
     print(f"results: {path}\nreport:  {path.parent / 'report.html'}")
+    untrusted = [f"{v.version}: {p}" for v in result.versions
+                 for p in (*v.control_problems, *([v.aborted] if v.aborted else []))]
+    if untrusted:
+        print("gevent-probe: error: the matrix cannot be trusted: " + "; ".join(untrusted),
+              file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from probe.model import MatrixResult, RunResult, Unavailable, VariantResult
@@ -83,7 +84,7 @@ def checks_table(run: RunResult, notes: tuple[str, ...] = (), color: bool = Fals
         table.add_column(header, no_wrap=header != "detail")
     for c in sorted(run.checks, key=lambda c: c.passed):
         table.add_row(c.variant, c.check, "[green]pass[/]" if c.passed else "[bold red]FAIL[/]",
-                      c.detail)
+                      escape(c.detail))
     text = _render(table, color=color, width=width)
     return text + "".join(f"{note}\n" for note in notes)
 
@@ -131,7 +132,7 @@ def variants_table(rows: list, color: bool = False, width: int = 140) -> str:
     for variant, found in rows:
         expected = variant.expected if variant.control else "-"
         if isinstance(found, Unavailable):
-            table.add_row(variant.name, expected, "[red]no[/]", "-", variant.description)
+            table.add_row(variant.name, expected, "[red]no[/]", "-", escape(variant.description))
             notes.append(f"{variant.name}: {found.reason}\n  install: {found.hint}")
         else:
             runs = f"{found.driver} {found.driver_version} {found.impl}, {found.wait_function}"
@@ -150,7 +151,7 @@ def matrix_table(result: MatrixResult, color: bool = False, width: int = 170) ->
     for vr in result.versions:
         if vr.unavailable:
             reason = vr.unavailable if len(vr.unavailable) < 90 else vr.unavailable[:89] + "…"
-            table.add_row(vr.version, *[f"[dim]{reason}[/]"] + [""] * (len(names) - 1))
+            table.add_row(vr.version, *[f"[dim]{escape(reason)}[/]"] + [""] * (len(names) - 1))
             continue
         cells = {v.name: v for v in vr.variants}
         row = [vr.version]

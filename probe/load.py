@@ -74,33 +74,20 @@ def run_locust(settings: Settings, host: str, workdir: Path) -> LoadOutcome:
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir,
                                 preexec_fn=die_with_parent)
         try:
-            cpu = _watch_cpu(proc, deadline=time.perf_counter() + duration + STOP_SLACK_S)
+            _wait(proc, deadline=time.perf_counter() + duration + STOP_SLACK_S)
         finally:
             stop_group(proc, timeout=5)
     if not out.is_file():
         tail = (workdir / "locust.log").read_text(errors="replace").strip().splitlines()
         raise ProbeError(f"locust produced no results: {tail[-1] if tail else 'no output'}")
     data = json.loads(out.read_text())
-    measured = tuple(data.get("load_cpu_s", {}).values())  # from inside, since the test began
-    return LoadOutcome(data, duration, measured or cpu, started)
+    cpu = tuple(data.get("load_cpu_s", {}).values())  # from inside, since the test began
+    return LoadOutcome(data, duration, cpu, started)
 
 
-def _watch_cpu(proc: subprocess.Popen, deadline: float) -> tuple[float, ...]:
-    """Poll the locust process tree's CPU until it exits; the last sample per pid counts."""
-    import psutil
-
-    last: dict[int, float] = {}
+def _wait(proc: subprocess.Popen, deadline: float) -> None:
+    """locust stops by itself after -t; past the deadline it is killed (by our caller)."""
     while proc.poll() is None:
         if time.perf_counter() > deadline:
             raise ProbeError("locust did not stop by itself in time; it was killed")
-        try:
-            root = psutil.Process(proc.pid)
-            for p in (root, *root.children(recursive=True)):
-                times = p.cpu_times()
-                last[p.pid] = times.user + times.system
-        except psutil.Error:
-            pass
-        time.sleep(0.25)
-    if len(last) > 1:
-        last.pop(proc.pid, None)  # the master of --processes only aggregates
-    return tuple(last.values())
+        time.sleep(0.1)

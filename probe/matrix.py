@@ -213,8 +213,10 @@ def shim() -> Path:
 # -- the matrix ------------------------------------------------------------------------------
 
 def run(settings: Settings, database: Database, run_id: str, versions: list[str],
-        progress: Progress | None = None) -> MatrixResult:
-    """Bench `versions` (from `expand`) of settings.package, each in its environment."""
+        progress: Progress | None = None,
+        sink: Callable[[MatrixResult], None] | None = None) -> MatrixResult:
+    """Bench `versions` (from `expand`) of settings.package, each in its environment; `sink`
+    gets the matrix so far after every version (results.json, written atomically)."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     variants = settings.variants or DEFAULT_VARIANTS[settings.package]
@@ -222,10 +224,23 @@ def run(settings: Settings, database: Database, run_id: str, versions: list[str]
     names = ",".join(v.name for v in chosen)
     measured: dict[str, VersionResult] = {}
 
+    environment = metadata.collect(database)
+
+    def assemble(complete: bool) -> MatrixResult:
+        tested = tuple(measured[v] for v in versions if v in measured)
+        return MatrixResult(
+            run_id=run_id, mode="matrix", command=settings.command_line(),
+            started=started.isoformat(timespec="seconds"),
+            duration_s=round(time.perf_counter() - t0, 2), complete=complete,
+            package=settings.package, environment=environment, settings=settings.public(),
+            versions=tested, transitions=transitions(tested))
+
     def measure(version: str) -> VersionResult:
         if version not in measured:
             measured[version] = _measure_version(settings, database, names, version, progress,
                                                  len(measured) + 1, len(versions))
+            if sink is not None:
+                sink(assemble(complete=False))
         return measured[version]
 
     if settings.bisect:
@@ -233,13 +248,7 @@ def run(settings: Settings, database: Database, run_id: str, versions: list[str]
     else:
         for version in versions:
             measure(version)
-    tested = tuple(measured[v] for v in versions if v in measured)
-    return MatrixResult(
-        run_id=run_id, mode="matrix", command=settings.command_line(),
-        started=started.isoformat(timespec="seconds"),
-        duration_s=round(time.perf_counter() - t0, 2), complete=True,
-        package=settings.package, environment=metadata.collect(database),
-        settings=settings.public(), versions=tested, transitions=transitions(tested))
+    return assemble(complete=True)
 
 
 def _measure_version(settings: Settings, database: Database, names: str, version: str,
@@ -264,7 +273,8 @@ def _measure_version(settings: Settings, database: Database, names: str, version
     skipped = "; ".join(f"{u.name}: {u.reason}" for u in result.skipped) or None
     if not result.variants and skipped:
         return VersionResult(version=version, unavailable=skipped)
-    return VersionResult(version=version, variants=result.variants)
+    return VersionResult(version=version, variants=result.variants,
+                         control_problems=result.control_problems, aborted=result.aborted)
 
 
 def _with_variants(settings: Settings, names: str) -> Settings:

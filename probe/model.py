@@ -307,6 +307,8 @@ class VersionResult:
     version: str
     variants: tuple[VariantResult, ...] = ()
     unavailable: str | None = None  # why this version could not be installed here
+    control_problems: tuple[str, ...] = ()  # controls not flagged as expected
+    aborted: str | None = None
 
 
 @dataclass(frozen=True)
@@ -412,8 +414,7 @@ class AgentReport:
     requests: dict[str, int]
     errors: dict[str, int]
     monitor: MonitorReport
-    load: LoadReport
-    first_error: str | None = None
+    load: LoadReport  # its first_error is the app's first error
 
 
 # --- the one JSON mapping --------------------------------------------------------------------

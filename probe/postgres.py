@@ -43,6 +43,7 @@ from probe.lifecycle import die_with_parent, mark_owned, sweep_stale
 TEMP_PREFIX = "gevent-probe-pg-"
 SUPERUSER = "probe"
 READY_TIMEOUT_S = 30.0
+MAX_CONNECTIONS = 300
 BINDIR_ENV = "GEVENT_PROBE_PG_BINDIR"
 
 
@@ -284,7 +285,7 @@ class EphemeralCluster:
                 [str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port),
                  "-h", "127.0.0.1", "-k", str(self.tmpdir),
                  "-c", "fsync=off", "-c", "synchronous_commit=off",
-                 "-c", "full_page_writes=off", "-c", "max_connections=300",
+                 "-c", "full_page_writes=off", "-c", f"max_connections={MAX_CONNECTIONS}",
                  "-c", "shared_buffers=64MB", "-c", "logging_collector=off"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.tmpdir,
                 **self._popen_kwargs(),
@@ -305,9 +306,6 @@ class EphemeralCluster:
             except psycopg2.OperationalError:
                 time.sleep(0.05)
         return False
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def _kill(self) -> None:
         if self.proc is None:

@@ -77,6 +77,7 @@ def check_writable(path: Path) -> None:
 
 def write_text(path: Path, text: str) -> Path:
     """Write atomically: readers see the old file or the new one, never half of one."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -85,6 +86,9 @@ def write_text(path: Path, text: str) -> Path:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for the temp file, not the result
         os.replace(tmp, path)
     except OSError as ex:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise ProbeError(f"cannot write {path}: {ex.strerror or ex}") from None
     return path
 

@@ -30,12 +30,17 @@ def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
     full_env = {**os.environ, **env}
     # -P: the folder the user runs from stays off sys.path (a `probe` there, or a checkout's
     # sources, must not stand in for the installed tool).
-    proc = subprocess.Popen(
-        [python or sys.executable, "-P", "-m", module, "--pipe", str(write_fd)],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        pass_fds=(write_fd,), env=full_env, start_new_session=True,
-    )
-    os.close(write_fd)
+    try:
+        proc = subprocess.Popen(
+            [python or sys.executable, "-P", "-m", module, "--pipe", str(write_fd)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            pass_fds=(write_fd,), env=full_env, start_new_session=True,
+        )
+    except OSError as ex:  # e.g. a matrix environment's interpreter is gone
+        os.close(read_fd)
+        raise WorkerFailed(f"cannot start {python or sys.executable}: {ex.strerror}") from None
+    finally:
+        os.close(write_fd)
     chunks: list[bytes] = []
     reader = threading.Thread(target=_drain, args=(read_fd, chunks), daemon=True)
     errors: list[bytes] = []

@@ -8,6 +8,7 @@ request happened to reach; a worker that leaves none died.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,6 @@ class Gunicorn:
     worker_timeout_s: float = 60.0  # gunicorn kills a worker silent this long (a blocked probe)
     port: int = 0
     proc: subprocess.Popen | None = None
-    log: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -162,4 +162,9 @@ def get(url: str, timeout: float = 10) -> bytes:
 
 
 def get_json(url: str, timeout: float = 10) -> Any:
-    return json.loads(get(url, timeout))
+    """GET and decode; any failure (refused, reset, timed out, not JSON) is one ProbeError."""
+    try:
+        return json.loads(get(url, timeout))
+    except (OSError, ValueError, http.client.HTTPException) as ex:
+        raise ProbeError(f"no answer from {url.split('//', 1)[-1]}: "
+                         f"{type(ex).__name__}: {ex}") from None

@@ -99,7 +99,6 @@ def run(settings: Settings, database: Database, run_id: str,
                     break
             if aborted:
                 break
-        transport.close()
     return assemble(complete=aborted is None)
 
 
@@ -126,15 +125,13 @@ def _transport(settings: Settings, database: Database, workdir: Path) -> Any:
 def _measure(transport: Any, variant: Variant, database: Database,
              phase: Callable[[str], None]) -> Measurement | Unavailable:
     """One measurement; whatever goes wrong becomes the variant's reason, never a traceback."""
-    from probe.bench import placeholder_runtime
-
     try:
         return transport.measure(variant, phase)
     except ProbeError as ex:
         reason = str(ex)
     except Exception as ex:  # a bug of ours must cost one variant, not the run
         reason = f"unexpected {type(ex).__name__} while measuring: {ex}".splitlines()[0]
-    return summary.failed(placeholder_runtime(variant), dsn_mod.scrub(reason, database.dsn))
+    return summary.failed(variant, dsn_mod.scrub(reason, database.dsn))
 
 
 def _variant_result(variant: Variant, measurements: list[Measurement], started: list[str],

@@ -36,6 +36,7 @@ RUN_LIKE = ("run", "gate")
 SCENARIOS = ("mixed", "select1")
 FAIL_ON_DEFAULT = "hub-blocking,busy-wait,contention,regressed,inconclusive"
 MAX_DURATION_S = 3600.0
+EMBEDDED_CONNECTIONS = 280  # of the embedded server's 300, a margin for its own and ours
 
 
 def _opt(default: Any, help: str, commands: tuple[str, ...], *, short: str | None = None,
@@ -165,6 +166,13 @@ class Settings:
         return self.rounds * self.concurrency * (self.sleep_ms + self.partial_block_ms) / 1000
 
     @property
+    def connections_needed(self) -> int:
+        """Connections open at once: the probe's, the load's, and in run every worker's pool."""
+        if self.measuring_mode == "bench":
+            return self.concurrency + 1
+        return self.workers * (self.concurrency + self.pool_size + 1)
+
+    @property
     def repeats(self) -> int:
         return self.repeat or (3 if self.command == "gate" else 1)
 
@@ -190,6 +198,11 @@ class Settings:
             if unknown:
                 raise ProbeError(f"--fail-on: unknown verdict(s) {', '.join(sorted(unknown))}; "
                                  f"known: {', '.join(VERDICTS)}")
+        needed = self.connections_needed
+        if self.dsn is None and self.command in MEASURING and needed > EMBEDDED_CONNECTIONS:
+            raise ProbeError(f"these settings open up to {needed} connections at once, more "
+                             f"than the embedded server's {EMBEDDED_CONNECTIONS}: lower "
+                             "--workers, --concurrency or --pool-size, or use --dsn")
         if self.command == "matrix" and not self.versions:
             raise ProbeError("matrix needs --versions, e.g. 3.1.12,3.1.14 or 3.1.12..3.1.14")
         return self
@@ -237,7 +250,7 @@ def parse_limits(text: str | None, flag: str) -> dict[str | None, float]:
         except ValueError:
             raise ProbeError(f"{flag} must be MS or ROUTE=MS,...; got {text!r}") from None
         if not (math.isfinite(value) and value >= 0):
-            raise ProbeError(f"{flag} must be a positive number of ms; got {text!r}")
+            raise ProbeError(f"{flag} must be a number of ms, 0 or more; got {text!r}")
         limits[route.strip() or None] = value
     return limits
 

@@ -101,10 +101,10 @@ def burn_ratio(r: SleepRound) -> float:
 def staircase_step(hist: HdrHistogram, min_waits: int = 5) -> float | None:
     """The step, in ms, when the waits grow like a staircase (the k-th waiter waits about k
     steps: each got the connection only after a whole turn of the one before), else None."""
+    if not min_waits <= hist.get_total_count() <= 1000:  # a pile of waits is not a staircase
+        return None
     values, counts = values_us(hist)
     waits = sorted(v / 1000 for v, c in zip(values, counts, strict=True) for _ in range(c))
-    if len(waits) < min_waits or len(waits) > 1000:
-        return None
     gaps = sorted(b - a for a, b in itertools.pairwise(waits))
     step = gaps[len(gaps) // 2]
     if step <= 0.5:  # sub-ms gaps: a pile of short waits, not steps

@@ -104,9 +104,13 @@ def from_run(*, connections: str, probes: Sequence[ProbeReport], agents: Sequenc
     )
 
 
-def failed(runtime: Runtime, reason: str) -> Measurement:
-    """A measurement that could not happen: every number empty, the reason kept."""
+def failed(variant: Any, reason: str) -> Measurement:
+    """A measurement of `variant` (probe.variants.Variant) that could not happen: every number
+    empty, what we know of what it would have run, and the reason."""
     empty = stats.latency_summary(stats.new_histogram())
+    runtime = Runtime(driver=variant.driver, driver_version="?", impl=variant.impl or "",
+                      wait_function="?", libpq_version="?", patched_modules=(),
+                      gevent_version="?", greenlet_version="?")
     return Measurement(
         runtime=runtime,
         serialization=Serialization(0, 0.0, 0.0, 0.0, 0, 0.0),

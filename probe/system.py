@@ -16,7 +16,6 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from probe import availability, summary
 from probe.errors import ProbeError
@@ -69,10 +68,10 @@ class HttpTransport:
                 outcome = run_locust(s, server.url, workdir)
                 phase("stopping gunicorn")
         except ProbeError as ex:
-            return summary.failed(self._placeholder(variant), str(ex))
+            return summary.failed(variant, str(ex))
         agents = [from_dict(AgentReport, r) for r in server.final_reports()]
         if not probes:
-            return summary.failed(self._placeholder(variant), "; ".join(problems) or
+            return summary.failed(variant, "; ".join(problems) or
                                   "no gunicorn worker answered the probe")
         return summary.from_run(
             connections=s.connections, probes=probes, agents=agents, diag_pids=diag,
@@ -81,20 +80,12 @@ class HttpTransport:
             loadgen_processes=s.locust_processes, loadgen_core_share=outcome.max_core_share,
             loadgen_saturated=outcome.saturated, problems=problems)
 
-    def close(self) -> None:
-        pass
-
     def _unavailable(self, variant: Variant) -> Unavailable | None:
         """A driver that cannot import would only crash gunicorn: ask once per variant."""
         if variant.name not in self._available:
             found = availability.check(variant)
             self._available[variant.name] = found if isinstance(found, Unavailable) else None
         return self._available[variant.name]
-
-    def _placeholder(self, variant: Variant) -> Any:
-        from probe.bench import placeholder_runtime
-
-        return placeholder_runtime(variant)
 
     def _env(self, variant: Variant) -> dict[str, str]:
         s = self.settings

@@ -49,6 +49,9 @@ def test_every_run_stays_bounded():
         build("bench", {"block_threshold_ms": 1.0})
     with pytest.raises(ProbeError, match="capped at 200"):
         build("bench", {"concurrency": 5000})
+    with pytest.raises(ProbeError, match="more than the embedded server's 280"):
+        build("run", {"workers": 16})
+    assert build("run", {"workers": 16, "dsn": "host=db"}).workers == 16
     assert build("run", {}).load_s == 10.0 and build("bench", {}).load_s is None
 
 
@@ -69,7 +72,7 @@ def test_the_reproducing_command_never_shows_a_password():
 @pytest.mark.parametrize("value, message", [
     ("abc", "--max-p99 must be MS or ROUTE=MS"),
     ("select1=x", "--max-p99 must be MS or ROUTE=MS"),
-    ("-3", "must be a positive number"),
+    ("-3", "must be a number of ms, 0 or more"),
 ])
 def test_gate_limits_are_checked_before_anything_runs(value, message):
     with pytest.raises(ProbeError, match=message):
