@@ -52,8 +52,17 @@ class ProbePool:
         from gevent.lock import BoundedSemaphore
         from gevent.queue import LifoQueue
 
+        self.size = size
         self._slots = BoundedSemaphore(size)
         self._idle: Any = LifoQueue()
+
+    def warm_up(self) -> None:
+        """Open every connection now, at once, rather than one by one under load."""
+        from gevent.pool import Pool
+
+        missing = self.size - self._idle.qsize()
+        for conn in Pool(max(1, missing)).map(lambda _: DRIVER.connect(DSN), range(missing)):
+            self._idle.put(conn)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:
@@ -84,6 +93,7 @@ class NativePool:
 
             self._pool: Any = ConnectionPool(DSN, min_size=size, max_size=size, open=True,
                                              kwargs={"autocommit": True}, name="gevent-probe")
+            self._pool.wait(timeout=30)  # every connection open before the load
         else:
             from gevent.lock import BoundedSemaphore
             from psycopg2.pool import ThreadedConnectionPool
@@ -91,6 +101,9 @@ class NativePool:
             # minconn=size: with fewer, putconn closes every connection beyond minconn.
             self._pool = ThreadedConnectionPool(size, size, DSN)
             self._slots = BoundedSemaphore(size)  # it raises instead of waiting when exhausted
+
+    def warm_up(self) -> None:
+        pass  # its constructor opened every connection
 
     def close(self) -> None:
         # Explicitly, at worker exit: psycopg_pool's __del__ at interpreter exit fails under
@@ -127,6 +140,10 @@ class SharedConnection:
     def __init__(self) -> None:
         self._conn: Any = None
 
+    def warm_up(self) -> None:
+        with self.connection():
+            pass
+
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:
         if self._conn is None or DRIVER.is_broken(self._conn):
@@ -148,6 +165,9 @@ def connections() -> Any:
         else:
             _connections = ProbePool(POOL_SIZE)
     return _connections
+
+
+agent.WARM_UPS.append(lambda: connections().warm_up())
 
 
 def _sleep_ms(query: dict[str, list[str]]) -> float | None:

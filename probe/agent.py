@@ -38,6 +38,10 @@ from probe.variants import BY_NAME
 
 PREFIX = "/_probe"
 StartResponse = Callable[..., Any]
+# The app's own warm-ups (open its pool), run before the load window opens: opening a
+# connection (TLS, SCRAM) computes for milliseconds without yielding, which belongs to the
+# app's start, not to its steady state under load.
+WARM_UPS: list[Callable[[], Any]] = []
 
 
 class Agent:
@@ -151,6 +155,8 @@ class Agent:
             except Exception as ex:  # e.g. the driver cannot be imported in this worker
                 return respond_json(start_response, {"pid": self.pid, "failed": first_line(ex)})
         if route == "reset":
+            for warm_up in WARM_UPS:
+                warm_up()
             self.reset()
             return respond_json(start_response, {"pid": self.pid})
         if route == "measure":

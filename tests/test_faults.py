@@ -165,7 +165,10 @@ def test_kill_9_of_the_tool_takes_everything_it_started_along(tmp_path, args, ph
     before = temp_clusters()
     proc = start(*args, "--output-dir", str(tmp_path))
     wait_for(proc, phase)
-    time.sleep(1.0)
+    deadline = time.monotonic() + 15  # locust forks its workers once it has imported
+    while len(find(tree(proc.pid), expect)) < (3 if expect == "locust" else 1):
+        assert time.monotonic() < deadline, f"no {expect} process in time"
+        time.sleep(0.2)
     descendants = tree(proc.pid)
     assert find(descendants, expect) and find(descendants, "gevent-probe-pg-")
     if expect == "locust":
