@@ -61,6 +61,11 @@ def temp_clusters() -> set[str]:
     return {path for prefix in TEMP_PREFIXES for path in glob.glob(f"/tmp/{prefix}*")}
 
 
+def left_behind(before: set[str]) -> set[str]:
+    """Folders that appeared since `before`; stale ones a run swept away are not counted."""
+    return temp_clusters() - before
+
+
 def leftover_processes(marker: str) -> list[str]:
     """Processes whose command line mentions `marker` (a temp dir, a module name)."""
     found = []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import leftover_processes, probe_cli, temp_clusters
+from tests.conftest import left_behind, leftover_processes, probe_cli, temp_clusters
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ def assert_nothing_left(before: set) -> None:
         time.sleep(0.2)
     for marker in LEFTOVERS:
         assert not leftover_processes(marker), marker
-    assert temp_clusters() == before
+    assert not left_behind(before)
 
 
 def run(tmp_path, *args: str):
