@@ -183,7 +183,9 @@ def environment(package: str, version: str, variants: str) -> Environment:
     try:
         subprocess.run([*uv, "venv", "--quiet", "--python", sys.executable, str(folder)],
                        check=True, capture_output=True, text=True, timeout=300)
-        subprocess.run([*uv, "pip", "install", "--quiet", "--python", str(python), *reqs],
+        # compiled once here: the measured processes start from it on every later run
+        subprocess.run([*uv, "pip", "install", "--quiet", "--compile-bytecode", "--python",
+                        str(python), *reqs],
                        check=True, capture_output=True, text=True, timeout=900)
     except subprocess.CalledProcessError as ex:
         shutil.rmtree(folder, ignore_errors=True)
