@@ -81,12 +81,15 @@ def hub_block_guard(request: Any) -> Iterator[HubBlockGuard]:
 _GUARD = pytest.StashKey[HubBlockGuard]()
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_call(item: Any) -> Any:
-    # Judged right after the test body, so that a blocked hub fails the test itself (not its
-    # teardown), and before fixtures tear down what the test measured.
-    result = yield
+    # The innermost wrapper, so the window is the test body alone: pytest's own work around
+    # it (output capture, fixtures) is not the code under test. Judged right after the body,
+    # so that a blocked hub fails the test itself (not its teardown).
     guard = item.stash.get(_GUARD, None)
+    if guard is not None:
+        guard.monitor.reset()
+    result = yield
     if guard is not None:
         failure = guard.finish()
         if failure:
