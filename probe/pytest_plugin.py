@@ -7,8 +7,9 @@
     @pytest.mark.hub_block_guard(max_ms=50)
     def test_slow_but_cooperative(hub_block_guard): ...
 
-The fixture runs probe.monitor's heartbeat greenlet and watchdog thread while the test runs;
-when the test ends, a hub stall longer than max_ms fails it with the measured length and the
+The fixture runs probe.monitor's heartbeat greenlet and watchdog thread; when the test body
+ends, a stall of the hub during the body (not its fixtures' setup: they are not the code under
+test) longer than max_ms fails the test with the measured length and the
 frame that held the hub (blockbuster does this for asyncio; nothing did it for gevent). Your
 test process must be patched by gevent (monkey.patch_all() at the top of conftest.py), as
 your app is in production: the guard does not patch anything itself. This module imports
