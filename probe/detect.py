@@ -29,15 +29,36 @@ class Judgement:
     fix: str | None
 
 
+@dataclass(frozen=True)
+class Signals:
+    """Which of the probe's signals are at or past their thresholds: what the verdict rests
+    on, and what the reports mark in red. A measurement that failed flags nothing."""
+
+    serialised: bool = False
+    blocked: bool = False
+    burning: bool = False
+    stalled: bool = False
+    contended: bool = False
+
+
+def signals(m: Measurement) -> Signals:
+    if m.problems:
+        return Signals()
+    return Signals(
+        serialised=m.serialization.ratio >= m.serialization.threshold,
+        blocked=m.blocked_ms.p50 >= t.BLOCKED_MS,
+        burning=m.cpu.burn_ratio >= t.BURN_RATIO,
+        stalled=m.stalls.share >= t.STALLED_SHARE and m.stalls.count >= t.MIN_STALLS,
+        contended=m.contention is not None and m.contention.wait_share >= t.CONTENTION_SHARE)
+
+
 def judge(m: Measurement, own_app: bool = False) -> Judgement:
     problems = untrustworthy(m, own_app)
     if problems:
         return Judgement("inconclusive", tuple(problems), _rerun_fix(m))
-    serialised = m.serialization.ratio >= m.serialization.threshold
-    blocked = m.blocked_ms.p50 >= t.BLOCKED_MS
-    burning = m.cpu.burn_ratio >= t.BURN_RATIO
-    stalled = m.stalls.share >= t.STALLED_SHARE and m.stalls.count >= t.MIN_STALLS
-    contended = m.contention is not None and m.contention.wait_share >= t.CONTENTION_SHARE
+    flags = signals(m)
+    serialised, blocked, burning = flags.serialised, flags.blocked, flags.burning
+    stalled, contended = flags.stalled, flags.contended
     mismatch = _wait_mismatch(m.runtime, serialised or blocked)
     if mismatch:
         return Judgement("inconclusive", (mismatch, *_evidence(m, serialised)),

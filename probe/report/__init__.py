@@ -22,7 +22,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from probe import dsn, thresholds
+from probe import detect, dsn, thresholds
 from probe.errors import ProbeError
 from probe.model import (
     CheckResult,
@@ -391,16 +391,15 @@ def _row(v: VariantResult, mode: str, routes: Sequence[str]) -> Row:
         cells += [Cell(f"{fmt_ms(lat.avg)} / {fmt_ms(lat.p99)}", title=f"{lat.count:,} queries"),
                   Cell(f"{m.db.qps:,.0f}")]
     s, stalls, lock = m.serialization, m.stalls, m.contention
+    flags = detect.signals(m)
     cells += [
-        Cell(f"{s.ratio:.1f}x", s.ratio >= s.threshold, f"flagged from {s.threshold:.1f}x"),
-        Cell(fmt_ms(m.blocked_ms.p50), m.blocked_ms.p50 >= thresholds.BLOCKED_MS,
+        Cell(f"{s.ratio:.1f}x", flags.serialised, f"flagged from {s.threshold:.1f}x"),
+        Cell(fmt_ms(m.blocked_ms.p50), flags.blocked,
              f"max {fmt_ms(m.blocked_ms.max)} ms over {m.blocked_ms.count} queries"),
-        Cell(fmt_pct(m.cpu.burn_ratio), m.cpu.burn_ratio >= thresholds.BURN_RATIO),
-        Cell(fmt_pct(stalls.share), stalls.share >= thresholds.STALLED_SHARE and
-             stalls.count >= thresholds.MIN_STALLS,
+        Cell(fmt_pct(m.cpu.burn_ratio), flags.burning),
+        Cell(fmt_pct(stalls.share), flags.stalled,
              f"{stalls.count} stalls over {stalls.threshold_ms:g} ms"),
-        Cell(fmt_pct(lock.wait_share) if lock else "–",
-             bool(lock and lock.wait_share >= thresholds.CONTENTION_SHARE),
+        Cell(fmt_pct(lock.wait_share) if lock else "–", flags.contended,
              f"{lock.connections} connections" if lock else "no lock measured"),
     ]
     rt = m.runtime

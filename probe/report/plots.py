@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
-from probe import stats, thresholds
+from probe import detect, stats, thresholds
 from probe.model import RunResult, StallEvent, VariantResult
 
 # Okabe-Ito then tab10: distinguishable for colour-blind readers, then enough for 9+ variants.
@@ -45,6 +45,7 @@ PERCENTILE_TICKS = ((2, "50%"), (10, "90%"), (100, "99%"), (1e3, "99.9%"),
 
 RC = {
     "svg.fonttype": "none",  # real <text>: small, selectable, no glyph paths
+    "text.parse_math": False,  # a route or variant name with two "$" is a name, not TeX
     "font.family": "sans-serif",
     "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],
     "font.size": 9,
@@ -207,7 +208,8 @@ def _timeline_column(axes, label: str, v: VariantResult, colour: str) -> None:
     lat.stairs([s.lag_max_ms for s in seconds], edges, color="#555555", linestyle="--",
                linewidth=1.2, label="loop lag max")
     lat.legend(loc="upper right", fontsize=7, ncol=2)
-    _stall_strip(strip, v, http.started, (edges[0], edges[-1]))
+    # the seconds count from the whole second the load started in (summary._timeline)
+    _stall_strip(strip, v, int(http.started), (edges[0], edges[-1]))
     strip.set_xlabel("seconds since the load started")
 
 
@@ -255,13 +257,13 @@ def thresholds_chart(runs: Sequence[Labelled], names: Sequence[str]) -> str | No
             for v in run.result.variants if v.name == name]
     if not rows:
         return None
-    panels = (
+    panels = (  # title, value, threshold, flagged (the judge's own test), format, scale
         ("sleeps serialised (wall / sleep)", lambda v: v.measured.serialization.ratio,
-         lambda v: v.measured.serialization.threshold, "{:.1f}x", "linear"),
+         lambda v: v.measured.serialization.threshold, "serialised", "{:.1f}x", "linear"),
         ("hub-thread CPU while waiting", lambda v: v.measured.cpu.burn_ratio * 100,
-         lambda v: thresholds.BURN_RATIO * 100, "{:.0f}%", "linear"),
+         lambda v: thresholds.BURN_RATIO * 100, "burning", "{:.0f}%", "linear"),
         ("hub held off-CPU, median ms/query", lambda v: v.measured.blocked_ms.p50,
-         lambda v: thresholds.BLOCKED_MS, "{:.3g}", "symlog"),
+         lambda v: thresholds.BLOCKED_MS, "blocked", "{:.3g}", "symlog"),
     )
     with matplotlib.rc_context(RC):
         fig = _figure(9.5, 1.1 + 0.3 * len(names) * (1 + 0.5 * (len(runs) - 1)))
@@ -280,13 +282,14 @@ def thresholds_chart(runs: Sequence[Labelled], names: Sequence[str]) -> str | No
 
 
 def _bar_panel(ax, rows, n_runs: int, names: Sequence[str], title: str, value, limit,
-               fmt: str, scale: str) -> None:
+               signal: str, fmt: str, scale: str) -> None:
     height = 0.8 / n_runs
     top = 0.0
     for name, i, v in rows:
         y = names.index(name) - 0.4 + height * (i + 0.5)
         x, threshold = value(v), limit(v)
-        ax.barh(y, x, height=height * 0.9, color=OVER if x >= threshold else UNDER,
+        flagged = getattr(detect.signals(v.measured), signal)
+        ax.barh(y, x, height=height * 0.9, color=OVER if flagged else UNDER,
                 hatch=RESULT_HATCHES[i % len(RESULT_HATCHES)], edgecolor="white",
                 linewidth=0)
         ax.vlines(threshold, y - height / 2, y + height / 2, colors="#222222",
