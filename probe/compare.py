@@ -53,18 +53,6 @@ def p99(samples: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.percentile(samples, 99, axis=axis)
 
 
-def p99_interval(encoded: Sequence[str]) -> Interval:
-    data = samples_ms(encoded)
-    if len(data) < 2:
-        value = float(p99(data)) if len(data) else 0.0
-        return Interval(value, value, value)
-    result = scistats.bootstrap((data,), p99, n_resamples=RESAMPLES, vectorized=True,
-                                method="percentile", confidence_level=CONFIDENCE, batch=50,
-                                random_state=np.random.default_rng(0))
-    ci = result.confidence_interval
-    return Interval(float(p99(data)), float(ci.low), float(ci.high))
-
-
 def compare_p99(current: Sequence[str], baseline: Sequence[str], limit: float) -> Comparison:
     """`current` and `baseline`: one encoded histogram per repeat."""
     now, then = samples_ms(current), samples_ms(baseline)
@@ -83,8 +71,8 @@ def compare_p99(current: Sequence[str], baseline: Sequence[str], limit: float) -
     interval = Interval(float(ratio(now, then)), float(result.confidence_interval.low),
                         float(result.confidence_interval.high))
     then_p99 = float(p99(then))
-    per_repeat = tuple(round(float(p99(samples_ms([h]))) / then_p99, 3)
-                       for h in current if h)
+    repeats = [samples_ms([h]) for h in current if h]
+    per_repeat = tuple(round(float(p99(r)) / then_p99, 3) for r in repeats if len(r))
     return _decide(interval, per_repeat, limit, repeats=len(per_repeat))
 
 

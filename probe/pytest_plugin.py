@@ -34,12 +34,22 @@ class HubBlockGuard:
     def __init__(self, max_ms: float) -> None:
         from probe.monitor import LoopMonitor
 
-        self.max_ms = max_ms
         self.monitor = LoopMonitor(threshold_s=min(max_ms, SAMPLE_FROM_MS) / 1000).start()
+        self.max_ms = max_ms
 
     @property
-    def longest_ms(self) -> float:
-        return self.monitor.worst[0] * 1000
+    def max_ms(self) -> float:
+        return self._max_ms
+
+    @max_ms.setter
+    def max_ms(self, value: float) -> None:
+        # The watchdog records stalls from its threshold on, fixed when it starts: a lower
+        # limit set later would pass stalls it never recorded.
+        floor = self.monitor.threshold_s * 1000
+        if value < floor:
+            raise ValueError(f"hub_block_guard.max_ms below {floor:g} ms: set it with "
+                             f"@pytest.mark.hub_block_guard(max_ms={value:g}) instead")
+        self._max_ms = value
 
     def finish(self) -> str | None:
         """Stop watching; the failure message if the hub stalled longer than max_ms."""

@@ -62,6 +62,11 @@ def blocking_setup(hub_block_guard):
 
 def test_only_the_test_body_is_judged(blocking_setup):
     pass
+
+
+def test_a_limit_the_watchdog_cannot_see_is_refused(hub_block_guard):
+    with pytest.raises(ValueError, match="below 2 ms"):
+        hub_block_guard.max_ms = 1
 '''
 
 
@@ -70,7 +75,7 @@ def test_the_guard_fails_blocking_tests_and_names_the_frame(pytester, cluster, m
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_guarded=TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4, failed=2)
+    result.assert_outcomes(passed=5, failed=2)
     out = result.stdout.str()
     assert "FAILED test_guarded.py::test_blocking_driver_fails" in out
     assert "FAILED test_guarded.py::test_a_plain_blocking_sleep_fails" in out
