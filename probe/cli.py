@@ -125,8 +125,9 @@ def _measure(args: argparse.Namespace) -> int:
     return _exit_code(result)
 
 
-def measure(settings: Any) -> tuple[Any, Path]:
-    """Measure as `settings` say, writing results.json after every variant; (result, path)."""
+def measure(settings: Any, reports: bool = True) -> tuple[Any, Path]:
+    """Measure as `settings` say, writing results.json after every variant; (result, path).
+    `reports`: render them too (the gate renders them once it has judged)."""
     from probe import postgres, results, session
 
     run_id, path = results.prepare(settings.output_dir, settings.json_path,
@@ -139,7 +140,8 @@ def measure(settings: Any) -> tuple[Any, Path]:
         with _progress() as progress:
             result = session.run(settings, database, run_id, progress,
                                  sink=lambda partial: results.write(partial, path))
-    write_all(result, path)
+    if reports:
+        write_all(result, path)
     return result, path
 
 
@@ -170,7 +172,7 @@ def _gate(args: argparse.Namespace) -> int:
         result = _run_result(results.read(settings.results), settings.results)
     else:
         select(settings.variants, settings.measuring_mode)
-        result, path = measure(settings)
+        result, path = measure(settings, reports=False)
     outcome = gate.evaluate(result, settings, baseline)
     if path is not None:
         write_all(outcome.result, path)
@@ -256,6 +258,9 @@ def _matrix(args: argparse.Namespace) -> int:
     if untrusted:
         print("gevent-probe: error: the matrix cannot be trusted: " + "; ".join(untrusted),
               file=sys.stderr)
+        return EXIT_USAGE
+    if not any(v.variants for v in result.versions):
+        print("gevent-probe: error: no version could be measured here", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
 

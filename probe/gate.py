@@ -20,7 +20,7 @@ import dataclasses
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from probe import compare, stats
+from probe import stats
 from probe.errors import ProbeError
 from probe.model import CheckResult, RunResult, VariantResult
 from probe.settings import Settings, parse_limits
@@ -42,6 +42,9 @@ class GateOutcome:
 
 def evaluate(result: RunResult, settings: Settings,
              baseline: RunResult | None = None) -> GateOutcome:
+    if baseline is not None and baseline.mode != result.mode:
+        raise ProbeError(f"the baseline was measured by {baseline.mode}, this run by "
+                         f"{result.mode}: their latencies are not comparable")
     named = _named(settings, result)
     checks: list[CheckResult] = []
     variants = []
@@ -153,10 +156,16 @@ def _compared(v: VariantResult, result: RunResult, settings: Settings,
         against = settings.baseline_variant
     if v.verdict != "healthy":
         return v  # already a finding: the comparison would only repeat it
+    if reference.verdict != "healthy":
+        raise ProbeError(f"{against} is {reference.verdict}: its p99 is no reference "
+                         "(a driver that blocks the hub looks fast in-greenlet)")
+    keys = _latency_keys(v, reference)
+    if not keys:
+        raise ProbeError(f"{v.name} and {against} recorded no latency in common to compare")
+    from probe import compare  # numpy and scipy: only for a gate that compares
+
     verdicts = [(compare.compare_p99(_per_repeat(v, key), _per_repeat(reference, key), limit),
-                 key) for key in _latency_keys(v, reference)]
-    if not verdicts:
-        return v
+                 key) for key in keys]
     worst = max(verdicts, key=lambda cv: ("pass", "inconclusive", "regressed").index(
         cv[0].outcome))
     comparison, key = worst

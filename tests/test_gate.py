@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from probe import gate
+from probe import gate, stats
 from probe.errors import ProbeError
-from probe.model import HttpView, RouteStats
+from probe.model import HttpView, Repeat, RouteStats
 from probe.settings import build
 from tests.conftest import probe_cli, venv_with
 from tests.factories import latency, measurement
@@ -79,8 +79,30 @@ def test_junit_is_valid_xml_with_a_testcase_per_check():
     assert "a sentence" in failed[0].find("failure").text
 
 
+def sampled(v, ms: float, n: int = 500):
+    """The variant with n SELECT 1 latencies of `ms` recorded, in one repeat."""
+    h = stats.new_histogram()
+    h.record_value(int(ms * 1000), n)
+    histograms = {"db": stats.encode(h)}
+    return dataclasses.replace(v, measured=dataclasses.replace(v.measured, histograms=histograms),
+                               repeats=(Repeat(v.verdict, 1.05, histograms),))
+
+
+def test_a_comparison_that_cannot_mean_anything_is_an_error_not_a_pass():
+    healthy = sampled(variant("psycopg-binary"), 1.0)
+    blocking = sampled(variant("psycopg2-green", "hub-blocking"), 0.1)
+    ratio = build("gate", {"max_p99_ratio": 1.5})
+    with pytest.raises(ProbeError, match="psycopg2-green is hub-blocking: its p99 is no ref"):
+        gate.evaluate(run_of(healthy, blocking), ratio)
+    unrecorded = variant("psycopg2-green")  # an empty "db" histogram: nothing to compare
+    with pytest.raises(ProbeError, match="no latency in common"):
+        gate.evaluate(run_of(healthy, unrecorded), ratio)
+    with pytest.raises(ProbeError, match="measured by run, this run by bench"):
+        gate.evaluate(run_of(healthy), build("gate", {}), run_of(healthy, mode="run"))
+
+
 def test_a_baseline_from_another_machine_says_so():
-    now = run_of(variant("psycopg-binary"))
+    now = run_of(sampled(variant("psycopg-binary"), 1.0))
     then = dataclasses.replace(now, environment={"cpu_count": 8, "packages": {
         "psycopg": "3.1.13"}, "postgresql": {"version": "15.18"}})
     now = dataclasses.replace(now, environment={"cpu_count": 2, "packages": {
