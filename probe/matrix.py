@@ -107,6 +107,8 @@ def expand(spec: str, package: str) -> list[str]:
     spec = spec.strip()
     if ".." not in spec:
         versions = [v.strip() for v in spec.split(",") if v.strip()]
+        if not versions:
+            raise ProbeError("--versions: give a comma list (3.1.13,3.1.14) or LOW..HIGH")
         for v in versions:
             _parse(v)
         return sorted(dict.fromkeys(versions), key=Version)

@@ -199,7 +199,8 @@ class Settings:
                 raise ProbeError(f"--fail-on: unknown verdict(s) {', '.join(sorted(unknown))}; "
                                  f"known: {', '.join(VERDICTS)}")
         needed = self.connections_needed
-        if self.dsn is None and self.command in MEASURING and needed > EMBEDDED_CONNECTIONS:
+        measures = self.command in MEASURING and not (self.command == "gate" and self.results)
+        if self.dsn is None and measures and needed > EMBEDDED_CONNECTIONS:
             raise ProbeError(f"these settings open up to {needed} connections at once, more "
                              f"than the embedded server's {EMBEDDED_CONNECTIONS}: lower "
                              "--workers, --concurrency or --pool-size, or use --dsn")

@@ -20,6 +20,8 @@ def test_a_comma_list_is_taken_as_given_and_sorted():
     assert matrix.expand("3.3.8, 3.1.12,3.1.14", "psycopg") == ["3.1.12", "3.1.14", "3.3.8"]
     with pytest.raises(ProbeError, match="not a version"):
         matrix.expand("3.1.x", "psycopg")
+    with pytest.raises(ProbeError, match="give a comma list"):
+        matrix.expand(" , ", "psycopg")
 
 
 def test_transitions_are_between_consecutive_tested_versions():
