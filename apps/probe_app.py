@@ -58,11 +58,16 @@ class ProbePool:
 
     def warm_up(self) -> None:
         """Open every connection now, at once, rather than one by one under load."""
-        from gevent.pool import Pool
+        import gevent
 
-        missing = self.size - self._idle.qsize()
-        for conn in Pool(max(1, missing)).map(lambda _: DRIVER.connect(DSN), range(missing)):
-            self._idle.put(conn)
+        jobs = [gevent.spawn(DRIVER.connect, DSN) for _ in range(self.size - self._idle.qsize())]
+        gevent.joinall(jobs)
+        for job in jobs:  # the ones that opened join the pool even when another failed
+            if job.successful():
+                self._idle.put(job.value)
+        failed = next((job.exception for job in jobs if not job.successful()), None)
+        if failed is not None:
+            raise failed
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:

@@ -155,9 +155,13 @@ class Agent:
             except Exception as ex:  # e.g. the driver cannot be imported in this worker
                 return respond_json(start_response, {"pid": self.pid, "failed": first_line(ex)})
         if route == "reset":
-            for warm_up in WARM_UPS:
-                warm_up()
-            self.reset()
+            try:
+                for warm_up in WARM_UPS:
+                    warm_up()
+            except Exception as ex:  # e.g. too many connections: the tool says so, not a 500
+                return respond_json(start_response, {"pid": self.pid, "failed": first_line(ex)})
+            finally:
+                self.reset()
             return respond_json(start_response, {"pid": self.pid})
         if route == "measure":
             try:

@@ -63,7 +63,10 @@ class HttpTransport:
                 diag, problems = self._diag(server)
                 phase(f"probing inside {len(diag)} worker(s)")
                 probes = self._probe(server, problems)
-                server.each_worker("/reset")
+                for pid, reply in server.each_worker("/reset").items():
+                    if "failed" in reply:
+                        raise ProbeError(f"worker {pid} could not open its connections before "
+                                         f"the load: {reply['failed']}")
                 phase(f"load: {s.users} users for {s.load_s:g} s")
                 outcome = run_locust(s, server.url, workdir)
                 phase("stopping gunicorn")
