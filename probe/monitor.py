@@ -89,6 +89,7 @@ class LoopMonitor:
         self._sample: tuple[float, tuple[str, ...]] = (-1.0, ())  # (beat, stack) last sampled
         # The longest stall that was the process's doing (not preempted), and its stack.
         self.worst: tuple[float, tuple[str, ...]] = (0.0, ())
+        self._worst_beat = -1.0
         self._since = time.perf_counter()
 
     # -- the heartbeat (a greenlet on the hub) --------------------------------------------------
@@ -112,6 +113,9 @@ class LoopMonitor:
                     kind = stall_kind(now - start, before, usage)
                     self._stall(late, kind)
                     if late > self.worst[0] and kind != "preempted":
+                        # The watchdog may still be formatting this stall's stack: whichever
+                        # of the two finishes last attaches it (see _sample_hub).
+                        self._worst_beat = start
                         beat, stack = self._sample
                         self.worst = (late, stack if beat == start else ())
                 self._second(late, 0.0)
@@ -162,7 +166,11 @@ class LoopMonitor:
         if frame is None:
             return
         stack = tuple("".join(traceback.format_stack(frame)).splitlines()[-MAX_FRAME_LINES:])
-        self._sample = (self._sampled_beat, stack)
+        beat = self._sampled_beat
+        self._sample = (beat, stack)
+        late, known = self.worst
+        if beat == self._worst_beat and not known:
+            self.worst = (late, stack)
         where = culprit_line(stack) or "?"
         self._culprits[where] += 1
         self._stacks.setdefault(where, stack)
