@@ -1,6 +1,8 @@
 # gevent-probe with every driver variant and its own PostgreSQL (the bundled server).
 #   docker build -t gevent-probe .
-#   docker run --rm --user "$(id -u)" -v "$PWD/reports:/home/probe/reports" gevent-probe run
+#   mkdir -p reports && chmod a+w reports   # the container's user, uid 10001, writes there
+#   docker run --rm -v "$PWD/reports:/home/probe/reports" gevent-probe run
+# (Not --user: initdb refuses a uid that has no entry in the image's /etc/passwd.)
 #   docker run --rm -e GEVENT_PROBE_DSN=postgresql://... gevent-probe bench
 # Linted by the tests (hadolint); not built in this project's CI, whose machines have no
 # Docker engine.
