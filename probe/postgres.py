@@ -31,14 +31,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from probe.errors import ProbeError
-from probe.lifecycle import die_with_parent, mark_owned, sweep_stale
+from probe.lifecycle import die_with_parent, owned_tempdir, remove_owned, sweep_stale
 
 TEMP_PREFIX = "gevent-probe-pg-"
 SUPERUSER = "probe"
@@ -172,15 +171,13 @@ class EphemeralCluster:
 
     def _start(self) -> None:
         sweep_stale()
-        self.tmpdir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))  # mode 0700
-        mark_owned(self.tmpdir)
+        self.tmpdir = owned_tempdir(TEMP_PREFIX)  # mode 0700
         if self.user:
             os.chown(self.tmpdir, self.user.pw_uid, self.user.pw_gid)
         self._make_binaries_reachable()
         secret = secrets.token_urlsafe(32)
         # The tool's own private folder: the cluster's user (and nobody else) can't read it.
-        self.passfile = Path(tempfile.mkdtemp(prefix="gevent-probe-auth-")) / "pgpass"
-        mark_owned(self.passfile.parent)
+        self.passfile = owned_tempdir("gevent-probe-auth-") / "pgpass"
         pwfile = self.tmpdir / "pwfile"
         self._write_private(pwfile, secret + "\n", owner=self.user)
         data = self.tmpdir / "data"
@@ -247,10 +244,10 @@ class EphemeralCluster:
     def stop(self) -> None:
         self._kill()
         if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            remove_owned(self.tmpdir)
             self.tmpdir = None
         if self.passfile is not None:
-            shutil.rmtree(self.passfile.parent, ignore_errors=True)
+            remove_owned(self.passfile.parent)
             self.passfile = None
 
     def __enter__(self) -> EphemeralCluster:

@@ -11,7 +11,6 @@ are recorded: the run then cannot be trusted.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from typing import Any
 from probe import detect, metadata, summary
 from probe import dsn as dsn_mod
 from probe.errors import ProbeError
-from probe.lifecycle import mark_owned, sweep_stale
+from probe.lifecycle import owned_scratch, sweep_stale
 from probe.model import (
     Measurement,
     Repeat,
@@ -67,9 +66,8 @@ def run(settings: Settings, database: Database, run_id: str,
         return scrub(result, database.dsn)
 
     sweep_stale()
-    with tempfile.TemporaryDirectory(prefix="gevent-probe-run-") as tmp:
-        mark_owned(Path(tmp))
-        transport = transport or _transport(settings, database, Path(tmp))
+    with owned_scratch("gevent-probe-run-") as tmp:
+        transport = transport or _transport(settings, database, tmp)
         step = 0
         for repeat in range(settings.repeats):
             for variant in chosen:
