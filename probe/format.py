@@ -136,7 +136,8 @@ def variants_table(rows: list, color: bool = False, width: int = 140) -> str:
             notes.append(f"{variant.name}: {found.reason}\n  install: {found.hint}")
         else:
             runs = f"{found.driver} {found.driver_version} {found.impl}, {found.wait_function}"
-            table.add_row(variant.name, expected, "[green]yes[/]", runs, variant.description)
+            table.add_row(variant.name, expected, "[green]yes[/]", escape(runs),
+                          escape(variant.description))
     text = _render(table, color=color, width=width)
     return text + "".join(f"\n{note}\n" for note in notes)
 

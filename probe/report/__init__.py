@@ -236,6 +236,8 @@ def _context(results: Sequence[RunResult]) -> dict[str, Any]:
     results = list(results)
     if not results:
         raise ProbeError("no results to report")
+    if len(results) > len(LABELS):
+        raise ProbeError(f"at most {len(LABELS)} results in one report, not {len(results)}")
     labels = [LABELS[i] if len(results) > 1 else "" for i in range(len(results))]
     runs = [_run_view(label, r) for label, r in zip(labels, results, strict=True)]
     names: list[str] = []
