@@ -74,9 +74,7 @@ def probe(driver: Any, job: ProbeJob, monitor: LoopMonitor,
     try:
         with BlockedTimeTracer() as tracer:
             pool = Pool(len(conns))
-            # enough rounds for the blocked time to be judged, even with few connections
-            least = -(-thresholds.MIN_PROBE_QUERIES // len(conns))
-            for _ in range(max(1, job.rounds, least)):
+            for _ in range(thresholds.probe_rounds(job.rounds, len(conns))):
                 rounds.append(_sleep_round(driver, pool, conns, job.sleep_s, tracer, blocked))
                 if decisive(rounds, job.concurrency, job.sleep_s, blocked):
                     break

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probe import thresholds
 from probe.errors import ProbeError
 from probe.model import VERDICTS
 
@@ -65,8 +66,9 @@ class Settings:
                             "load (default 16)", MEASURING, short="-c", low=2, high=200)
     sleep_ms: float = _opt(50.0, "server-side sleep of the probe (default 50)", MEASURING,
                            low=1, high=10_000)
-    rounds: int = _opt(3, "probe rounds at most; it stops after the first decisive one "
-                       "(default 3)", MEASURING, low=1, high=20)
+    rounds: int = _opt(3, "probe rounds at most (more with a --concurrency under 8: it "
+                       "needs 8 queries); it stops after the first decisive one (default 3)",
+                       MEASURING, low=1, high=20)
     block_threshold_ms: float = _opt(10.0, "a hub stall longer than this is counted "
                                      "(default 10, at least 2)", MEASURING, low=2, high=10_000)
     partial_block_ms: float = _opt(2.0, "how long the partial-block control blocks the hub per "
@@ -163,7 +165,8 @@ class Settings:
     def probe_budget_s(self) -> float:
         """The longest an honest probe can take: every round's sleeps serialised, each with a
         partial block (the partial-block control)."""
-        return self.rounds * self.concurrency * (self.sleep_ms + self.partial_block_ms) / 1000
+        rounds = thresholds.probe_rounds(self.rounds, self.concurrency)
+        return rounds * self.concurrency * (self.sleep_ms + self.partial_block_ms) / 1000
 
     @property
     def connections_needed(self) -> int:

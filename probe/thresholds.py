@@ -39,3 +39,9 @@ PSYCOPG_GEVENT_CHECK = (3, 1, 14)
 
 def serialised_threshold(concurrency: int) -> float:
     return 1 + SERIAL_FRACTION * (concurrency - 1)
+
+
+def probe_rounds(rounds: int, concurrency: int) -> int:
+    """The most sleep rounds a probe may take: the rounds asked for, or enough for the blocked
+    time to be judged (MIN_PROBE_QUERIES queries) when there are few connections."""
+    return max(1, rounds, -(-MIN_PROBE_QUERIES // concurrency))
