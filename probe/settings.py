@@ -195,8 +195,7 @@ class Settings:
         if self.command == "gate" and self.baseline is not None and not self.baseline.is_file():
             raise ProbeError(f"--baseline {self.baseline} not found")
         if self.command == "gate":
-            parse_limits(self.max_p99, "--max-p99")
-            parse_limits(self.max_avg, "--max-avg")
+            self._validate_gate()
             unknown = {v.strip() for v in self.fail_on.split(",") if v.strip()} - set(VERDICTS)
             if unknown:
                 raise ProbeError(f"--fail-on: unknown verdict(s) {', '.join(sorted(unknown))}; "
@@ -210,6 +209,18 @@ class Settings:
         if self.command == "matrix" and not self.versions:
             raise ProbeError("matrix needs --versions, e.g. 3.1.12,3.1.14 or 3.1.12..3.1.14")
         return self
+
+    def _validate_gate(self) -> None:
+        """What can be known wrong before minutes of measuring."""
+        for value, flag in ((self.max_p99, "--max-p99"), (self.max_avg, "--max-avg")):
+            routes = [r for r in parse_limits(value, flag) if r is not None]
+            if routes and self.measuring_mode == "bench" and not self.results:
+                raise ProbeError(f"{flag}: bench has no routes ({', '.join(routes)}): give MS")
+        named = {n.strip() for n in (self.variants or "").split(",") if n.strip()}
+        if (self.max_p99_ratio is not None and self.baseline is None and named
+                and not self.results and self.baseline_variant not in named):
+            raise ProbeError(f"--max-p99-ratio compares with {self.baseline_variant}: add it "
+                             "to --variants, or give --baseline-variant or --baseline")
 
     def public(self) -> dict[str, Any]:
         """The settings as results.json records them: no password, paths as text."""

@@ -56,11 +56,12 @@ def test_latency_limits_per_route_and_unknown_routes_or_variants_are_errors():
                             RouteStats("sleep", latency(60, p99=120), 50, 0, 5)),
                     loadgen_processes=1, loadgen_core_share=0.5, loadgen_saturated=False)
     result = run_of(variant("psycopg-binary", http=http), mode="run")
-    outcome = gate.evaluate(result, build("gate", {"max_p99": "select1=25,sleep=150"}))
+    limits = build("gate", {"max_p99": "select1=25,sleep=150", "mode": "run"})
+    outcome = gate.evaluate(result, limits)
     assert [(c.check, c.passed) for c in outcome.result.checks] == [
         ("verdict", True), ("max-p99:select1", False), ("max-p99:sleep", True)]
     with pytest.raises(ProbeError, match="no route nope"):
-        gate.evaluate(result, build("gate", {"max_p99": "nope=3"}))
+        gate.evaluate(result, build("gate", {"max_p99": "nope=3", "mode": "run"}))
     with pytest.raises(ProbeError, match="no results for variant"):
         gate.evaluate(result, build("gate", {"variants": "psycopg-c"}))
     with pytest.raises(ProbeError, match="baseline variant psycopg2-green"):

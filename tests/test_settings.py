@@ -77,7 +77,15 @@ def test_the_reproducing_command_never_shows_a_password():
 def test_gate_limits_are_checked_before_anything_runs(value, message):
     with pytest.raises(ProbeError, match=message):
         build("gate", {"max_p99": value})
-    assert build("gate", {"max_p99": "select1=25,sleep=120"}).max_p99
+    assert build("gate", {"max_p99": "select1=25,sleep=120", "mode": "run"}).max_p99
+
+
+def test_a_gate_that_could_only_fail_after_measuring_fails_before():
+    with pytest.raises(ProbeError, match="bench has no routes"):
+        build("gate", {"max_p99": "select1=25"})
+    with pytest.raises(ProbeError, match="compares with psycopg2-green: add it"):
+        build("gate", {"variants": "psycopg-binary", "max_p99_ratio": 1.5})
+    assert build("gate", {"variants": "psycopg-binary,psycopg2-green", "max_p99_ratio": 1.5})
 
 
 def test_fail_on_names_known_verdicts_only():
