@@ -8,6 +8,7 @@ from typing import Any
 from probe.model import Culprit
 
 MAX_CULPRITS = 5
+MAX_LONGEST = 5  # held slices kept with their stacks
 
 
 def culprit_line(stack: tuple[str, ...] | list[str]) -> str | None:

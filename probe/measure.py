@@ -10,7 +10,8 @@ The probe opens C connections of its own and makes them all sleep server-side at
   after another (wall ~ C x sleep);
 - CPU burn: the hub thread's own CPU time (every greenlet runs there) while they all wait;
 - blocked time: per query, how long it held the hub while its thread was off the CPU
-  (probe.tracer), which catches a driver that blocks for a millisecond per query.
+  (the slice tracer in precise mode), which catches a driver that blocks for a fraction of a
+  millisecond per query.
 
 The load (bench only; in `run`, locust drives the app) runs SELECT 1 in C greenlets, each on
 its own connection or all on one shared connection, and times every call.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +33,7 @@ from probe import contention, stats, thresholds
 from probe.model import LoadReport, MonitorReport, ProbeReport, SleepRound
 from probe.monitor import LoopMonitor
 from probe.sched import SchedStat
-from probe.tracer import BlockedTimeTracer
+from probe.slices import BlockedClock
 
 WARM_UP_QUERIES = 5
 # A load bounded by a query count also stops after this long: a driver that blocks a few ms
@@ -72,10 +74,10 @@ def probe(driver: Any, job: ProbeJob, monitor: LoopMonitor,
     rounds: list[SleepRound] = []
     monitor.reset()
     try:
-        with BlockedTimeTracer() as tracer:
+        with monitor.tracer.precise() as clock:
             pool = Pool(len(conns))
             for _ in range(thresholds.probe_rounds(job.rounds, len(conns))):
-                rounds.append(_sleep_round(driver, pool, conns, job.sleep_s, tracer, blocked))
+                rounds.append(_sleep_round(driver, pool, conns, job.sleep_s, clock, blocked))
                 if decisive(rounds, job.concurrency, job.sleep_s, blocked):
                     break
     finally:
@@ -84,11 +86,12 @@ def probe(driver: Any, job: ProbeJob, monitor: LoopMonitor,
     monitor.settle()
     return ProbeReport(pid=os.getpid(), runtime=driver.runtime(), concurrency=len(conns),
                        sleep_s=job.sleep_s, rounds=tuple(rounds),
-                       blocked_hdr=stats.encode(blocked), culprits=monitor.report().culprits)
+                       blocked_hdr=stats.encode(blocked),
+                       culprits=monitor.tracer.culprits())
 
 
 def _sleep_round(driver: Any, pool: Pool, conns: list[Any], sleep_s: float,
-                 tracer: BlockedTimeTracer, blocked: Any) -> SleepRound:
+                 clock: BlockedClock, blocked: Any) -> SleepRound:
     """All connections sleep at once: wall time, and the hub thread's CPU meanwhile.
 
     The CPU is the hub thread's own: every greenlet, and so any busy wait, runs there, while the
@@ -96,7 +99,7 @@ def _sleep_round(driver: Any, pool: Pool, conns: list[Any], sleep_s: float,
     (other processes had it) is kept apart, so that a busy machine does not dilute the burn.
     """
     def one(conn: Any) -> None:
-        with tracer.call(blocked.record_value):
+        with clock.call(blocked.record_value):
             driver.sleep(conn, sleep_s)
 
     sched = SchedStat()
@@ -128,10 +131,12 @@ def _clear(value: float, threshold: float) -> bool:
 
 
 def run_load(driver: Any, conns: list[Any], queries: int | None, duration_s: float | None,
-             monitor: LoopMonitor) -> tuple[LoadReport, MonitorReport]:
+             monitor: LoopMonitor, work: Callable[[], None] | None = None,
+             ) -> tuple[LoadReport, MonitorReport]:
     """SELECT 1 in one greenlet per entry of `conns` (the same connection repeated when they
-    share one), every call timed into one histogram; the monitor watches exactly the load."""
-    load = _Load(driver)
+    share one), every call timed into one histogram; the monitor watches exactly the load.
+    `work`: what the app does per query beside it (the compute control)."""
+    load = _Load(driver, work)
     contention.STATS.reset()
     monitor.reset()
     usage0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -153,8 +158,9 @@ def run_load(driver: Any, conns: list[Any], queries: int | None, duration_s: flo
 
 
 class _Load:
-    def __init__(self, driver: Any) -> None:
+    def __init__(self, driver: Any, work: Callable[[], None] | None) -> None:
         self.driver = driver
+        self.work = work
         self.hist = stats.new_histogram()
         self.count = 0
         self.errors = 0
@@ -164,6 +170,8 @@ class _Load:
         done = 0
         while (queries is None or done < queries) and time.perf_counter() < deadline:
             done += 1
+            if self.work is not None:
+                self.work()
             start = time.perf_counter_ns()
             try:
                 self.driver.select1(conn)

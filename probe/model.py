@@ -17,11 +17,14 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-SCHEMA = "gevent-probe/2"
+SCHEMA = "gevent-probe/3"
 
-VERDICTS = ("healthy", "hub-blocking", "busy-wait", "contention", "regressed", "inconclusive")
-PATHOLOGIES = ("hub-blocking", "busy-wait", "contention", "regressed")
+VERDICTS = ("healthy", "hub-blocking", "busy-wait", "computing", "contention", "regressed",
+            "inconclusive")
 
+READABLE = ("gevent-probe/2", SCHEMA)
+SCHEDULE_KEPT = 0.95  # an open model reached this share of its rate...
+SCHEDULE_LATE_MS = 10.0  # ...and sent 99% of its requests at most this late
 T = TypeVar("T")
 
 
@@ -73,43 +76,112 @@ class Cpu:
 
 @dataclass(frozen=True)
 class StallEvent:
-    """One stall of the hub: when it began (Unix time, s), how long it lasted (ms), and what
-    the hub thread did meanwhile: "blocked" in the kernel, "busy" on the CPU, or "preempted"
-    by other processes (the machine's noise, not the app's doing)."""
+    """One late wake of the heartbeat: when the stall began (Unix time, s), how long it lasted
+    (ms), and why the heartbeat could not run: "blocked" or "computing" (one slice held the
+    hub that long, asleep in a call or on the CPU), "queued" (no slice was that long: the
+    ready queue of a busy worker), or "preempted" (other processes had the cores)."""
 
     t: float
     ms: float
-    kind: str = "blocked"
+    kind: str = "queued"
 
 
 @dataclass(frozen=True)
 class Culprit:
-    """Where the hub thread was when the watchdog sampled it during stalls."""
+    """Where the hub thread was when the watchdog sampled it during held slices."""
 
     frame: str  # the innermost line, 'File "...", line N, in f `source`'
-    count: int  # stalls sampled there
+    count: int  # held slices sampled there
     stack: tuple[str, ...]  # the first sampled stack, innermost last
 
 
 @dataclass(frozen=True)
 class Stalls:
-    """Heartbeat wakes later than `threshold_ms`: exact counts, from the lag record.
+    """Heartbeat wakes later than `threshold_ms`: what the other greenlets waited, exact
+    counts from the lag record. Never a verdict on its own (a saturated worker wakes late
+    too): the slices say who held the hub.
 
     `count` and `share` leave out stalls where the hub thread was preempted by other
     processes: those measure the machine, not the app; `preempted` counts them apart."""
 
     threshold_ms: float
-    count: int  # blocked + busy stalls
+    count: int  # queued + blocked + computing stalls
     total_ms: float  # their summed lateness
     share: float  # total_ms / the wall time watched
     max_ms: float
-    blocked: int = 0
-    busy: int = 0
+    blocked: int = 0  # held by one slice asleep in a call
+    computing: int = 0  # held by one slice on the CPU
+    queued: int = 0  # no slice that long: the ready queue
     preempted: int = 0
     preempted_ms: float = 0.0
     watched_ms: float = 0.0  # the time the share is of (every worker's, in run)
-    culprits: tuple[Culprit, ...] = ()
     events: tuple[StallEvent, ...] = ()
+
+
+@dataclass(frozen=True)
+class HeldSlice:
+    """One run of a greenlet (or of the hub itself) longer than the threshold: nothing else
+    in the process ran meanwhile. `kind` is where the thread spent it: "blocked" asleep in a
+    call, "computing" on the CPU, "preempted" waiting for a CPU (the machine's noise)."""
+
+    t: float  # Unix time it began
+    ms: float
+    kind: str
+    on_cpu_ms: float = 0.0
+    off_cpu_ms: float = 0.0  # asleep in the kernel while holding the hub
+    runq_ms: float = 0.0
+    hub: bool = False  # the hub's own run (a callback), not a greenlet's
+    frames: tuple[str, ...] = ()  # the lines sampled while it ran, in order
+    stack: tuple[str, ...] = ()  # the first sampled stack, innermost last
+    yielded_at: str | None = None  # where it finally switched out
+
+
+@dataclass(frozen=True)
+class Connects:
+    """Connections the measured process opened while watched (an app connecting per request)."""
+
+    calls: int
+    call_ms: float  # their elapsed time, waits for the server included
+    held_ms: float  # the time their slices held the hub
+    cpu_ms: float  # of which on the CPU (SCRAM, TLS)
+    longest_ms: float  # the longest slice inside a connect
+
+
+@dataclass(frozen=True)
+class Slices:
+    """Every greenlet run slice of the window: who held the hub, and how busy it was.
+
+    `blocked`, `computing` and `preempted` count the slices longer than `threshold_ms`
+    (held slices) by where the thread spent them; shares are of `watched_ms` (every worker's
+    window, in run). `busy_share` is the greenlets' time over the window: near 1 is a
+    saturated worker, whose requests queue although no slice is long."""
+
+    threshold_ms: float
+    count: int
+    watched_ms: float
+    busy_ms: float
+    busy_share: float
+    length_ms: LatencySummary  # slice lengths, greenlets' only
+    cpu_ms: float = 0.0  # the hub thread's CPU over the window
+    blocked: int = 0
+    blocked_ms: float = 0.0
+    computing: int = 0
+    computing_ms: float = 0.0
+    preempted: int = 0
+    preempted_ms: float = 0.0
+    longest: tuple[HeldSlice, ...] = ()
+    culprits: tuple[Culprit, ...] = ()
+    connects: Connects | None = None
+    events: tuple[HeldSlice, ...] = ()  # every held slice (up to a cap), for the timeline
+    capacity_rps: float | None = None  # run: the RPS at full use of the workers, estimated
+
+    @property
+    def blocked_share(self) -> float:
+        return self.blocked_ms / self.watched_ms if self.watched_ms else 0.0
+
+    @property
+    def computing_share(self) -> float:
+        return self.computing_ms / self.watched_ms if self.watched_ms else 0.0
 
 
 @dataclass(frozen=True)
@@ -177,6 +249,22 @@ class HttpView:
     loadgen_saturated: bool
     timeline: tuple[Second, ...] = ()
     started: float = 0.0  # Unix time locust started the test: stall events are placed against it
+    target_rps: float | None = None  # --rate: the open model's schedule; None: closed model
+    started_late_ms: LatencySummary | None = None  # --rate: how late requests left, vs due
+
+    @property
+    def sent(self) -> int | None:
+        """Open model: the requests sent (answered or not)."""
+        return self.started_late_ms.count if self.started_late_ms is not None else None
+
+    @property
+    def kept_schedule(self) -> bool:
+        """Open model: locust sent the requests on time, at the rate asked for. Whether the
+        app answered them is the app's latency, not the schedule."""
+        if self.target_rps is None or self.started_late_ms is None or not self.duration_s:
+            return True
+        return (self.started_late_ms.count / self.duration_s >= SCHEDULE_KEPT * self.target_rps
+                and self.started_late_ms.p99 <= SCHEDULE_LATE_MS)
 
 
 @dataclass(frozen=True)
@@ -216,6 +304,7 @@ class Measurement:
     lag_ms: LagSummary
     stalls: Stalls
     db: DbLoad
+    slices: Slices | None = None  # None in results of schema gevent-probe/2
     contention: Contention | None = None
     http: HttpView | None = None  # `run` only
     workers: tuple[WorkerSummary, ...] = ()  # `run` only
@@ -244,6 +333,7 @@ class VariantResult:
     fix: str | None
     measured: Measurement
     repeats: tuple[Repeat, ...] = ()
+    notes: tuple[str, ...] = ()  # findings a reader should act on whatever the verdict
 
     @property
     def runtime(self) -> Runtime:
@@ -362,14 +452,42 @@ class MonitorReport:
     threshold_ms: float
     watched_s: float
     lag_hdr: str  # µs late, corrected for coordinated omission
-    stalls: int  # blocked + busy
+    stalls: int  # not preempted
     stalled_ms: float
     max_ms: float
     kinds: dict[str, int] = field(default_factory=dict)  # stalls by kind
     preempted_ms: float = 0.0
     events: tuple[StallEvent, ...] = ()
-    culprits: tuple[Culprit, ...] = ()
     seconds: tuple[SecondLag, ...] = ()
+    slices: SliceReport | None = None
+
+
+@dataclass(frozen=True)
+class SecondSlices:
+    t: int  # Unix time, whole seconds
+    busy_ms: float  # greenlets' slices that ended in this second
+    blocked_ms: float  # held slices that began in it, by kind
+    computing_ms: float
+
+
+@dataclass(frozen=True)
+class SliceReport:
+    """Greenlet run slices of one measured process over the time watched (probe.slices)."""
+
+    threshold_ms: float
+    watched_s: float
+    count: int
+    busy_s: float
+    cpu_s: float  # the hub thread's CPU
+    runq_s: float  # the hub thread's time waiting for a CPU
+    slices_hdr: str  # µs per greenlet slice
+    held: dict[str, int] = field(default_factory=dict)  # held slices by kind
+    held_ms: dict[str, float] = field(default_factory=dict)
+    longest: tuple[HeldSlice, ...] = ()
+    events: tuple[HeldSlice, ...] = ()
+    culprits: tuple[Culprit, ...] = ()
+    connects: Connects | None = None
+    seconds: tuple[SecondSlices, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -426,7 +544,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Rebuild a model object from `to_dict` output, nested dataclasses included."""
-    if cls in (RunResult, MatrixResult) and data.get("schema", SCHEMA) != SCHEMA:
+    if cls in (RunResult, MatrixResult) and data.get("schema", SCHEMA) not in READABLE:
         raise ValueError(f"unsupported results schema {data.get('schema')!r}, expected {SCHEMA!r}")
     hints = typing.get_type_hints(cls)
     kwargs = {}

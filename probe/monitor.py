@@ -1,48 +1,43 @@
-"""Loop-lag heartbeat and a blocked-hub watchdog, for processes that run gevent.
+"""Who held the gevent hub, and what the others waited: slices, a heartbeat and a watchdog.
 
 Imported only after gevent has patched the process (bench worker, gunicorn workers, the
 pytest plugin's guarded tests).
 
-Two views of the same problem, because each misses what the other sees:
-- the heartbeat greenlet asks to wake every `interval` and records how late it woke. That is
-  the measurement: every stall of the hub, to a fraction of a millisecond, counted exactly
-  (a stall is one late wake). The lateness goes into an HdrHistogram corrected for
-  coordinated omission: a 1 s stall also stands for the ~1000 beats it prevented, so the
-  percentiles describe time, not just the beats that happened to run;
-- the watchdog, a real OS thread, notices when the heartbeat is overdue and samples the hub
-  thread's stack at that moment: the frames that hold the hub, which is the evidence a reader
-  needs to find the culprit. It never takes a lock the heartbeat needs, so it cannot add to
-  the stall it is looking at.
-
-Each stall is also classified by where the hub thread spent that beat (probe.sched): mostly
-on the CPU is "busy" (code that computes without yielding), mostly waiting for a CPU is
-"preempted" (other processes had the cores: the machine's noise, which no app change would
-fix), mostly neither is "blocked" (asleep in a blocking call). Verdicts count blocked and
-busy stalls only, so a busy machine cannot make a healthy driver look blocking.
-
-The watchdog is the technique of gevent's own monitor thread (gevent/_monitor.py), driven by
-our heartbeat instead of a greenlet-switch tracer; gevent's thread checks every 100 ms and
-reports its threshold, not the measured block, and sees nothing under ~5 ms.
+Three views, because each misses what the others see:
+- the slice tracer (probe.slices) records every greenlet run, switch to switch, and splits
+  the long ones by where the thread spent them (asleep, on the CPU, waiting for one). That is
+  the verdict's signal: one greenlet holding the hub is a long slice; a saturated worker is
+  many short ones;
+- the heartbeat greenlet asks to wake every `interval` and records how late it woke: what any
+  other request waited, to a fraction of a millisecond, in an HdrHistogram corrected for
+  coordinated omission (a 1 s stall also stands for the ~1000 beats it prevented). Each late
+  wake is attributed to the longest slice that ran during it: held by that slice when it was
+  past the threshold, else "queued" (the ready queue), or "preempted" when the thread mostly
+  waited for a CPU (probe.sched). Lateness alone never decides a verdict;
+- the watchdog, a real OS thread, samples the hub thread's stack while a slice runs past
+  `sample_from`, several times for a long one: the frames that held the hub, which is the
+  evidence a reader needs. It never takes a lock the hub needs, so it cannot add to the stall
+  it is looking at. It is the technique of gevent's own monitor thread (gevent/_monitor.py),
+  driven by the slice tracer instead of a switch counter; gevent's thread checks every 100 ms
+  and reports its threshold, not the measured block.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-import traceback
 from collections import Counter
 
 import gevent
 from gevent.monkey import get_original
 
 from probe import stats
-from probe.frames import MAX_CULPRITS, culprit_line
-from probe.model import Culprit, MonitorReport, SecondLag, StallEvent
+from probe.model import MonitorReport, SecondLag, StallEvent
 from probe.sched import SchedStat
+from probe.slices import SliceTracer, sample_stack
 
-MAX_FRAME_LINES = 40
 MAX_EVENTS = 2000  # stall events kept for the timeline (the counts stay exact beyond)
 MAX_SECONDS = 3700
+RESAMPLE_S = 0.005  # a slice still running is sampled again this often (up to MAX_SAMPLES)
 
 _start_thread = get_original("_thread", "start_new_thread")
 _thread_sleep = get_original("time", "sleep")
@@ -50,18 +45,22 @@ _get_ident = get_original("_thread", "get_ident")
 
 
 class LoopMonitor:
-    def __init__(self, interval_s: float = 0.001, threshold_s: float = 0.01) -> None:
+    def __init__(self, interval_s: float = 0.001, threshold_s: float = 0.01,
+                 sample_from_s: float | None = None) -> None:
         self.interval_s = interval_s
         self.threshold_s = threshold_s
+        # Stacks are sampled from half the threshold on: a slice that ends up held was
+        # sampled while it ran, early enough to see where it began (a connect, a query).
+        self.sample_from_s = sample_from_s if sample_from_s is not None else threshold_s / 2
         self._hub_ident = _get_ident()
+        self.tracer = SliceTracer(threshold_s)
         self._beater: gevent.Greenlet | None = None
         self._running = False
-        self._beat_at = time.perf_counter()  # when the heartbeat last asked to sleep
         self.reset()
 
     def start(self) -> LoopMonitor:
         self._running = True
-        self._beat_at = time.perf_counter()
+        self.tracer.start()
         self._beater = gevent.spawn(self._beat)
         _start_thread(self._watch, ())
         gevent.sleep(0)  # let the heartbeat take its first beat: a block right after counts
@@ -69,6 +68,7 @@ class LoopMonitor:
 
     def stop(self) -> None:
         self._running = False
+        self.tracer.stop()
         if self._beater is not None:
             self._beater.kill(block=False)
             self._beater = None
@@ -83,13 +83,7 @@ class LoopMonitor:
         self.max_s = 0.0
         self.events: list[StallEvent] = []
         self.seconds: dict[int, list[float]] = {}  # Unix second -> [max lag ms, stalled ms]
-        self._culprits: Counter[str] = Counter()
-        self._stacks: dict[str, tuple[str, ...]] = {}
-        self._sampled_beat = -1.0  # the beat whose stall was sampled: once per stall
-        self._sample: tuple[float, tuple[str, ...]] = (-1.0, ())  # (beat, stack) last sampled
-        # The longest stall that was the process's doing (not preempted), and its stack.
-        self.worst: tuple[float, tuple[str, ...]] = (0.0, ())
-        self._worst_beat = -1.0
+        self.tracer.reset()
         self._since = time.perf_counter()
 
     # -- the heartbeat (a greenlet on the hub) --------------------------------------------------
@@ -101,7 +95,8 @@ class LoopMonitor:
         try:
             usage = sched.read_ns()
             while self._running:
-                start = self._beat_at = time.perf_counter()
+                start = time.perf_counter()
+                self.tracer.take_mark()
                 gevent.sleep(interval)
                 now = time.perf_counter()
                 # A beat that began before a reset counts only for the part after it.
@@ -110,17 +105,17 @@ class LoopMonitor:
                 before, usage = usage, sched.read_ns()
                 self.max_s = max(self.max_s, late)
                 if late > self.threshold_s:
-                    kind = stall_kind(now - start, before, usage)
-                    self._stall(late, kind)
-                    if late > self.worst[0] and kind != "preempted":
-                        # The watchdog may still be formatting this stall's stack: whichever
-                        # of the two finishes last attaches it (see _sample_hub).
-                        self._worst_beat = start
-                        beat, stack = self._sample
-                        self.worst = (late, stack if beat == start else ())
+                    self._stall(late, self._stall_kind(now - start, before, usage))
                 self._second(late, 0.0)
         finally:  # killed at stop(): GreenletExit lands here
             sched.close()
+
+    def _stall_kind(self, wall: float, before: tuple[int, int],
+                    after: tuple[int, int]) -> str:
+        held_ns, held_kind = self.tracer.take_mark()
+        if stall_kind(wall, before, after) == "preempted":
+            return "preempted"
+        return held_kind if held_ns >= self.tracer.threshold_ns and held_kind else "queued"
 
     def settle(self) -> None:
         """Let a heartbeat that is due run before a report: right after a stretch that blocked
@@ -151,35 +146,28 @@ class LoopMonitor:
 
     def _watch(self) -> None:
         # It keeps running while a C call holds the hub, as long as that call releases the GIL
-        # (libpq waits do). It only reads the heartbeat's timestamp and writes its own fields.
-        poll = min(self.threshold_s / 4, 0.0025)
+        # (libpq waits do). It reads the tracer's current slice and hands it stacks.
+        tracer = self.tracer
+        poll = min(self.sample_from_s / 2, 0.0025)
+        sample_from_ns = int(self.sample_from_s * 1e9)
+        resample_ns = int(RESAMPLE_S * 1e9)
+        sampled_seq, sampled_at = -1, 0
         while self._running:
             _thread_sleep(poll)
-            beat_at = self._beat_at
-            overdue = time.perf_counter() - beat_at - self.interval_s
-            if overdue > self.threshold_s and beat_at != self._sampled_beat:
-                self._sampled_beat = beat_at
-                self._sample_hub()
-
-    def _sample_hub(self) -> None:
-        frame = sys._current_frames().get(self._hub_ident)
-        if frame is None:
-            return
-        stack = tuple("".join(traceback.format_stack(frame)).splitlines()[-MAX_FRAME_LINES:])
-        beat = self._sampled_beat
-        self._sample = (beat, stack)
-        late, known = self.worst
-        if beat == self._worst_beat and not known:
-            self.worst = (late, stack)
-        where = culprit_line(stack) or "?"
-        self._culprits[where] += 1
-        self._stacks.setdefault(where, stack)
+            seq, start = tracer.seq, tracer.start_ns
+            now = time.perf_counter_ns()
+            if seq != tracer.seq or now - start < sample_from_ns:
+                continue
+            if seq == sampled_seq and now - sampled_at < resample_ns:
+                continue
+            stack = sample_stack(self._hub_ident)
+            if stack is not None and seq == tracer.seq:
+                tracer.add_sample(seq, stack)
+                sampled_seq, sampled_at = seq, now
 
     # -- the report ----------------------------------------------------------------------------
 
     def report(self) -> MonitorReport:
-        culprits = tuple(Culprit(frame=f, count=n, stack=self._stacks.get(f, ()))
-                         for f, n in self._culprits.most_common(MAX_CULPRITS))
         return MonitorReport(
             interval_ms=self.interval_s * 1000,
             threshold_ms=self.threshold_s * 1000,
@@ -191,9 +179,9 @@ class LoopMonitor:
             kinds=dict(self.kinds),
             preempted_ms=round(self.preempted_s * 1000, 3),
             events=tuple(self.events),
-            culprits=culprits,
             seconds=tuple(SecondLag(t=t, max_ms=round(v[0], 3), stalled_ms=round(v[1], 3))
                           for t, v in sorted(self.seconds.items())),
+            slices=self.tracer.report(),
         )
 
 

@@ -9,11 +9,13 @@ from probe.model import (
     Contention,
     Cpu,
     DbLoad,
+    HeldSlice,
     LagSummary,
     LatencySummary,
     Measurement,
     Runtime,
     Serialization,
+    Slices,
     Stalls,
 )
 
@@ -51,6 +53,25 @@ def measurement(**kw) -> Measurement:
         wall_s=0.3,
     )
     return dataclasses.replace(base, **kw)
+
+
+def slices(*, busy: float = 0.3, blocked: int = 0, blocked_ms: float = 0.0, computing: int = 0,
+           computing_ms: float = 0.0, preempted: int = 0, preempted_ms: float = 0.0,
+           watched_ms: float = 8000.0, longest: tuple[HeldSlice, ...] = (),
+           **kw) -> Slices:
+    base = Slices(threshold_ms=10.0, count=20_000, watched_ms=watched_ms,
+                  busy_ms=busy * watched_ms, busy_share=busy,
+                  length_ms=latency(0.3, count=20_000, p99=1.5), cpu_ms=busy * watched_ms,
+                  blocked=blocked, blocked_ms=blocked_ms, computing=computing,
+                  computing_ms=computing_ms, preempted=preempted, preempted_ms=preempted_ms,
+                  longest=longest)
+    return dataclasses.replace(base, **kw)
+
+
+def held(ms: float, kind: str, frame: str = 'File "app.py", line 9, in view `work()`'):
+    on_cpu = ms if kind == "computing" else 0.1
+    return HeldSlice(t=0.0, ms=ms, kind=kind, on_cpu_ms=on_cpu, off_cpu_ms=ms - on_cpu,
+                     frames=(frame,))
 
 
 def contention(share: float, contended: int = 15) -> Contention:

@@ -1,5 +1,5 @@
 from probe.frames import caller_line, culprit_line, merge_culprits
-from probe.model import Culprit, MonitorReport
+from probe.model import Culprit, SliceReport
 
 
 def test_the_culprit_is_the_innermost_frame_outside_gevent():
@@ -12,8 +12,8 @@ def test_the_culprit_is_the_innermost_frame_outside_gevent():
 
 def test_culprits_of_several_workers_add_up():
     def report(*culprits):
-        return MonitorReport(interval_ms=1, threshold_ms=10, watched_s=1, lag_hdr="", stalls=0,
-                             stalled_ms=0, max_ms=0, culprits=culprits)
+        return SliceReport(threshold_ms=10, watched_s=1, count=0, busy_s=0, cpu_s=0, runq_s=0,
+                           slices_hdr="", culprits=culprits)
 
     merged = merge_culprits([report(Culprit("a", 2, ("s",))),
                              report(Culprit("b", 1, ()), Culprit("a", 3, ()))])

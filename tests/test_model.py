@@ -13,13 +13,14 @@ from probe.model import (
     from_dict,
     to_dict,
 )
-from tests.factories import contention, measurement
+from tests.factories import contention, held, measurement, slices
 
 
 def make_run(**kw) -> RunResult:
     result = VariantResult(name="psycopg-binary", control=False, expected=None,
                            verdict="healthy", evidence=("a sentence",), fix=None,
-                           measured=measurement(contention=contention(0.1)),
+                           measured=measurement(contention=contention(0.1),
+                                                slices=slices(longest=(held(12.0, "blocked"),))),
                            repeats=(Repeat("healthy", 1.05, {"db": ""}),))
     fields = dict(run_id="bench-1", mode="bench", command="gevent-probe bench",
                   started="2026-11-25T10:00:00+00:00", duration_s=1.0, complete=True,
@@ -32,7 +33,7 @@ def make_run(**kw) -> RunResult:
 def test_run_result_round_trips_through_json():
     run = make_run()
     data = json.loads(json.dumps(to_dict(run)))
-    assert data["schema"] == SCHEMA == "gevent-probe/2"
+    assert data["schema"] == SCHEMA == "gevent-probe/3"
     assert data["variants"][0]["measured"]["db"]["latency_ms"]["p99"] == pytest.approx(1.2)
     assert from_dict(RunResult, data) == run
 

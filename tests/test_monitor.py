@@ -1,4 +1,4 @@
-"""The heartbeat, the watchdog and the blocked-time tracer on a real gevent hub."""
+"""The slice tracer, the heartbeat and the watchdog on a real gevent hub."""
 
 import time
 
@@ -8,7 +8,6 @@ from gevent.lock import Semaphore
 
 from probe import contention, stats
 from probe.monitor import LoopMonitor, stall_kind
-from probe.tracer import BlockedTimeTracer
 
 blocking_sleep = time.sleep  # this test process is not monkey-patched: it really blocks
 
@@ -22,25 +21,51 @@ def monitor():
     m.stop()
 
 
-def test_a_blocking_call_is_one_stall_measured_with_its_frame(monitor):
+def test_a_blocking_call_is_one_blocked_slice_measured_with_its_frame(monitor):
     blocking_sleep(0.1)  # the hub cannot run while this holds it
     monitor.settle()
     report = monitor.report()
+    slices = report.slices
+    assert slices.held == {"blocked": 1} and 95 <= slices.held_ms["blocked"] <= 200
+    (held,) = slices.longest
+    assert held.kind == "blocked" and held.off_cpu_ms >= 90 and held.on_cpu_ms < 10
+    assert any("blocking_sleep(0.1)" in frame for frame in held.frames)
+    assert "blocking_sleep(0.1)" in slices.culprits[0].frame
+    # The heartbeat saw one stall, and knows the slice that held it.
     assert report.stalls == 1 and report.kinds == {"blocked": 1}
     assert 95 <= report.max_ms <= 200
-    assert "blocking_sleep(0.1)" in report.culprits[0].frame
     # Corrected for coordinated omission: the stall stands for the ~100 beats it prevented.
     lag = stats.lag_summary(stats.decode(report.lag_hdr))
     assert lag.samples >= 90 and lag.p50 >= 40
 
 
-def test_code_that_computes_without_yielding_is_a_busy_stall(monitor):
+def test_code_that_computes_without_yielding_is_a_computing_slice(monitor):
     end = time.perf_counter() + 0.05
     while time.perf_counter() < end:
         pass
     monitor.settle()
     report = monitor.report()
-    assert report.kinds.get("busy") == 1 and report.stalls == 1
+    assert report.slices.held == {"computing": 1}
+    assert report.slices.longest[0].on_cpu_ms >= 40
+    assert report.kinds == {"computing": 1}
+
+
+def test_a_saturated_hub_is_queueing_not_a_held_slice(monitor):
+    # 40 greenlets each compute 1 ms and yield, over and over: the heartbeat waits ~40 ms
+    # behind them every time, though no greenlet ever holds the hub for long.
+    def worker() -> None:
+        for _ in range(8):
+            end = time.perf_counter() + 0.001
+            while time.perf_counter() < end:
+                pass
+            gevent.sleep(0)
+
+    gevent.joinall([gevent.spawn(worker) for _ in range(40)])
+    monitor.settle()
+    report = monitor.report()
+    assert report.stalls >= 3 and set(report.kinds) == {"queued"}, report.kinds
+    assert report.slices.held == {} and report.slices.count >= 320
+    assert report.slices.busy_s >= 0.3
 
 
 def test_short_hiccups_are_lag_not_stalls(monitor):
@@ -49,6 +74,7 @@ def test_short_hiccups_are_lag_not_stalls(monitor):
         gevent.sleep(0.002)
     report = monitor.report()
     assert report.stalls == 0 and 1.5 <= report.max_ms < 10
+    assert report.slices.held == {}
 
 
 def test_where_a_late_beat_went_decides_its_kind():
@@ -58,15 +84,15 @@ def test_where_a_late_beat_went_decides_its_kind():
     assert stall_kind(0.05, (0, 0), (2 * ms, 1 * ms)) == "blocked"
 
 
-def test_the_tracer_counts_blocking_not_cooperative_waiting():
+def test_precise_mode_counts_blocking_not_cooperative_waiting(monitor):
     recorded: list[int] = []
-    with BlockedTimeTracer() as tracer:
+    with monitor.tracer.precise() as clock:
         def blocking() -> None:
-            with tracer.call(recorded.append):
+            with clock.call(recorded.append):
                 blocking_sleep(0.005)
 
         def cooperative() -> None:
-            with tracer.call(recorded.append):
+            with clock.call(recorded.append):
                 gevent.sleep(0.005)
 
         gevent.joinall([gevent.spawn(blocking), gevent.spawn(cooperative)])

@@ -1,0 +1,433 @@
+"""Greenlet run slices: who held the gevent hub, for how long, and on the CPU or off it.
+
+A slice is one greenlet's run, from the switch that started it to the switch that ended it.
+Nothing else in the process runs meanwhile, so slices are the direct answer to "who held the
+hub": a late heartbeat alone cannot tell one greenlet holding the loop from a saturated
+worker, whose ready queue makes every greenlet wait although each runs a fraction of a
+millisecond. A slice longer than the threshold is *held*, and classified by where the thread
+spent it (probe.sched): asleep in a blocking call ("blocked": the driver bug this tool exists
+for), on the CPU ("computing": code that does not yield), or waiting for a CPU ("preempted":
+other processes had the cores, which no app change would fix).
+
+Cost, measured on a 2-core VM: greenlet.settrace calls us on every switch; reading the wall
+clock there costs ~0.4 µs, the thread's CPU clock another 0.7 µs (a system call) and its
+scheduler record 1.1 µs. So the wall clock is read at every switch (every slice's length is
+exact), the other two at most once per `refresh_s` and always at the end of a slice longer
+than that: a held slice's split on and off the CPU is known to within `refresh_s` (1 ms),
+against a threshold of 2 ms at least. `precise()` reads them at every switch, for the probe's
+own queries, where a block of 0.5 ms per query must be measured.
+
+Stacks: the monitor's watchdog thread samples the hub thread's stack while a slice runs past
+`sample_from_s` (probe.monitor), and hands them to `add_sample`; a held slice keeps the
+frames sampled during it and where it finally switched out. The watchdog cannot sample while
+Python's garbage collector runs (it holds the GIL throughout), and in real apps a full
+collection is often the longest slice there is: a `gc.callbacks` hook times every collection
+that takes a millisecond or more, and names it as the slice's frame.
+"""
+
+from __future__ import annotations
+
+import gc
+import heapq
+import itertools
+import linecache
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import greenlet
+
+from probe import stats
+from probe.frames import MAX_CULPRITS, MAX_LONGEST, culprit_line
+from probe.model import Connects, Culprit, HeldSlice, SecondSlices, SliceReport
+from probe.sched import SchedStat
+
+KINDS = ("blocked", "computing", "preempted")
+SMALL_US = 1024  # slices shorter than this are counted per µs in a list: no histogram call
+MAX_HELD_EVENTS = 2000  # held slices kept for the timeline (the counts stay exact beyond)
+MAX_SECONDS = 3700
+MAX_SAMPLES = 4  # distinct frames sampled during one slice
+MAX_FRAMES = 20  # per stack, innermost kept
+GC_NOTED_NS = 1_000_000  # collections at least this long are named in their slice
+
+_perf_ns = time.perf_counter_ns
+_tiebreak = itertools.count()
+
+
+class SliceTracer:
+    """Install with `start()` in the thread whose hub it watches (the main thread)."""
+
+    def __init__(self, threshold_s: float = 0.01, refresh_s: float = 0.001) -> None:
+        import gevent
+
+        self.hub = gevent.get_hub()
+        self.threshold_ns = int(threshold_s * 1e9)
+        self._refresh_ns = self._lazy_refresh_ns = int(refresh_s * 1e9)
+        self._sched = SchedStat()
+        self._previous: Callable[[str, Any], Any] | None = None
+        self._installed = False
+        self._blocked: dict[int, int] | None = None  # precise(): id(greenlet) -> ns blocked
+        self._tags: dict[int, list[int]] = {}  # id(greenlet) in a tagged call -> its stats
+        self.seq = 0  # slices started so far: the watchdog's handle on "the current slice"
+        self.reset()
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def start(self) -> SliceTracer:
+        if not self._installed:
+            self._previous = greenlet.settrace(self._trace)
+            gc.callbacks.append(self._collected)
+            self._installed = True
+        return self
+
+    def stop(self) -> None:
+        if self._installed:
+            greenlet.settrace(self._previous)
+            gc.callbacks.remove(self._collected)
+            self._installed = False
+            self._sched.close()
+
+    def _collected(self, phase: str, info: dict[str, int]) -> None:
+        """gc.callbacks: a collection that takes GC_NOTED_NS or more is kept for its slice."""
+        if phase == "start":
+            self._gc_started = _perf_ns()
+            return
+        took = _perf_ns() - self._gc_started
+        if took >= GC_NOTED_NS:
+            seq, noted = self._gc
+            total = took + (noted[1] if seq == self.seq else 0)
+            generation = max(info.get("generation", 0), noted[0] if seq == self.seq else 0)
+            self._gc = (self.seq, (generation, total))
+
+    def reset(self) -> None:
+        """Forget what was seen so far: the next report covers from now on."""
+        now = _perf_ns()
+        self._unix_offset = time.time_ns() - now
+        self.since = now
+        self.start_ns = now  # when the current slice began
+        self.on_hub = greenlet.getcurrent() is self.hub
+        self._read_at = now
+        self._cpu, self._runq = self._sched.read_ns()
+        self._cpu0, self._runq0 = self._cpu, self._runq
+        self.count = 0
+        self.busy_ns = 0  # greenlets' slices (not the hub's own): the worker's busy time
+        self._small = [0] * SMALL_US
+        self._large = stats.new_histogram()
+        self.held_count = dict.fromkeys(KINDS, 0)
+        self.held_ns = dict.fromkeys(KINDS, 0)
+        self._longest: list[tuple[int, int, _Held]] = []  # min-heap of the longest
+        self._events: list[HeldSlice] = []
+        self._seconds: dict[int, list[int]] = {}  # Unix second -> [busy ns, held ns by kind]
+        self._second = -1
+        self._second_busy = 0
+        self.mark_ns = 0  # the longest slice since take_mark(), for the heartbeat
+        self.mark_kind = ""
+        self._samples: tuple[int, tuple[RawStack, ...]] = (-1, ())
+        self._gc: tuple[int, tuple[int, int]] = (-1, (0, 0))  # slice -> (generation, ns)
+        self._gc_started = 0
+        self._culprits: dict[RawFrame | str, list[Any]] = {}  # -> [held slices, first stack]
+        self.connects = [0, 0, 0, 0, 0]  # calls, call ns, held ns, cpu ns, longest slice ns
+
+    # -- the trace function: every switch of this thread --------------------------------------
+
+    def _trace(self, event: str, args: Any) -> None:
+        if event == "switch" or event == "throw":
+            now = _perf_ns()
+            origin, target = args
+            wall = now - self.start_ns
+            hub = origin is self.hub
+            if not hub:
+                self.count += 1
+                self.busy_ns += wall
+                us = wall // 1000
+                if us < SMALL_US:
+                    self._small[us] += 1
+                else:
+                    self._large.record_value(us)
+                self._add_busy(now, wall)
+            tags = self._tags
+            tagged = tags and (id(origin) in tags or id(target) in tags)
+            if tagged or now - self._read_at >= self._refresh_ns:
+                cpu, runq = self._sched.read_ns()
+                if self._blocked is not None:
+                    asleep = (now - self._read_at) - (cpu - self._cpu) - (runq - self._runq)
+                    key = id(origin)
+                    self._blocked[key] = self._blocked.get(key, 0) + asleep
+                if wall >= self.threshold_ns:
+                    self._held(origin, hub, wall, now, cpu, runq)
+                elif wall > self.mark_ns:
+                    self.mark_ns, self.mark_kind = wall, ""
+                if tagged and id(origin) in tags:
+                    self._tagged_slice(tags[id(origin)], wall, cpu - self._cpu)
+                self._read_at, self._cpu, self._runq = now, cpu, runq
+            elif wall > self.mark_ns:
+                self.mark_ns, self.mark_kind = wall, ""
+            self.start_ns = now
+            self.seq += 1
+            self.on_hub = target is self.hub
+        if self._previous is not None:
+            self._previous(event, args)
+
+    def _add_busy(self, now: int, wall: int) -> None:
+        second = (now + self._unix_offset) // 1_000_000_000
+        if second != self._second:
+            self._flush_second()
+            self._second = second
+        self._second_busy += wall
+
+    def _flush_second(self) -> None:
+        if self._second_busy and self._second >= 0:
+            entry = self._second_entry(self._second)
+            if entry is not None:
+                entry[0] += self._second_busy
+        self._second_busy = 0
+
+    def _second_entry(self, second: int) -> list[int] | None:
+        entry = self._seconds.get(second)
+        if entry is None and len(self._seconds) < MAX_SECONDS:
+            entry = self._seconds[second] = [0, 0, 0, 0]
+        return entry
+
+    def _held(self, origin: Any, hub: bool, wall: int, now: int, cpu: int, runq: int) -> None:
+        """A slice past the threshold: classify it from the clocks read since `_read_at`,
+        which is at most `refresh_s` before the slice began. That lead-in is taken off the
+        time asleep (the hub may have idled then), so the split never overstates blocking.
+        Stacks stay raw (file, line, function) until the report formats them: reading source
+        lines here would lengthen the next slice."""
+        lead_in = self.start_ns - self._read_at
+        on_cpu = min(cpu - self._cpu, wall)
+        runq_ns = min(runq - self._runq, wall)
+        asleep = max(0, (now - self._read_at) - (cpu - self._cpu) - (runq - self._runq)
+                     - lead_in)
+        kind = held_kind(on_cpu, runq_ns, asleep)
+        self.held_count[kind] += 1
+        self.held_ns[kind] += wall
+        if wall > self.mark_ns:
+            self.mark_ns, self.mark_kind = wall, kind
+        seq, sampled = self._samples
+        stacks = sampled if seq == self.seq else ()
+        gc_seq, (generation, gc_ns) = self._gc
+        collector = (f"Python's garbage collector (generation {generation}): "
+                     f"{gc_ns / 1e6:.1f} ms of this slice") if gc_seq == self.seq else None
+        frame = getattr(origin, "gr_frame", None)
+        yielded = walk(frame) if frame is not None else ()
+        started = (self.start_ns + self._unix_offset) / 1e9
+        entry = self._second_entry(int(started))
+        if entry is not None:
+            entry[1 + KINDS.index(kind)] += wall
+        if len(self._events) < MAX_HELD_EVENTS:
+            self._events.append(HeldSlice(t=round(started, 4), ms=round(wall / 1e6, 3),
+                                          kind=kind))
+        record = _Held(started, wall, kind, on_cpu, asleep, runq_ns, hub, collector, stacks,
+                       yielded)
+        if kind != "preempted":
+            where = collector or _innermost(stacks[0] if stacks else yielded)
+            known = self._culprits.setdefault(where, [0, stacks[0] if stacks else ()])
+            known[0] += 1
+        item = (wall, next(_tiebreak), record)
+        if len(self._longest) < MAX_LONGEST:
+            heapq.heappush(self._longest, item)
+        elif wall > self._longest[0][0]:
+            heapq.heapreplace(self._longest, item)
+
+    def _tagged_slice(self, entry: list[int], wall: int, cpu: int) -> None:
+        entry[2] += wall
+        entry[3] += min(cpu, wall)
+        entry[4] = max(entry[4], wall)
+
+    # -- what the watchdog and the heartbeat use ------------------------------------------------
+
+    def add_sample(self, seq: int, stack: RawStack) -> None:
+        """A stack of the hub thread, sampled by another thread while slice `seq` ran."""
+        known_seq, stacks = self._samples
+        if known_seq != seq:
+            stacks = ()
+        if len(stacks) < MAX_SAMPLES:
+            self._samples = (seq, (*stacks, stack))
+
+    def take_mark(self) -> tuple[int, str]:
+        """(ns, kind) of the longest slice since the last call; kind "" under the threshold."""
+        mark = self.mark_ns, self.mark_kind
+        self.mark_ns, self.mark_kind = 0, ""
+        return mark
+
+    # -- tagged calls (connects) ----------------------------------------------------------------
+
+    @contextmanager
+    def within_connect(self) -> Iterator[None]:
+        """Count the slices the current greenlet runs inside a connect as the connect's."""
+        key = id(greenlet.getcurrent())
+        entry = self._tags.get(key)
+        if entry is not None:  # nested (a pool's connect calling the driver's): count once
+            yield
+            return
+        entry = self._tags[key] = self.connects
+        start = _perf_ns()
+        try:
+            yield
+        finally:
+            del self._tags[key]
+            entry[0] += 1
+            entry[1] += _perf_ns() - start
+
+    # -- precise mode: the probe's own queries --------------------------------------------------
+
+    @contextmanager
+    def precise(self) -> Iterator[BlockedClock]:
+        """Read every clock at every switch, and keep per greenlet the time it held the hub
+        while its thread slept in the kernel."""
+        self._refresh_ns = 0
+        self._blocked = {}
+        try:
+            yield BlockedClock(self)
+        finally:
+            self._blocked = None
+            self._refresh_ns = self._lazy_refresh_ns
+
+    def blocked_ns(self) -> int:
+        """Blocked ns of the running greenlet so far, its current run included."""
+        assert self._blocked is not None
+        cpu, runq = self._sched.read_ns()
+        now = _perf_ns()
+        current = (now - self._read_at) - (cpu - self._cpu) - (runq - self._runq)
+        return self._blocked.get(id(greenlet.getcurrent()), 0) + current
+
+    # -- the report ---------------------------------------------------------------------------
+
+    def report(self) -> SliceReport:
+        self._flush_second()
+        now = _perf_ns()
+        cpu, runq = self._sched.read_ns() if self._installed else (self._cpu, self._runq)
+        hist = stats.new_histogram()
+        hist.add(self._large)
+        for us, n in enumerate(self._small):
+            if n:
+                hist.record_value(max(us, 1), n)
+        longest = tuple(r.formatted() for _, _, r in sorted(self._longest, reverse=True))
+        calls, call_ns, held, cpu_ns, top = self.connects
+        return SliceReport(
+            threshold_ms=self.threshold_ns / 1e6,
+            watched_s=round((now - self.since) / 1e9, 6),
+            count=self.count, busy_s=round(self.busy_ns / 1e9, 6),
+            cpu_s=round((cpu - self._cpu0) / 1e9, 6), runq_s=round((runq - self._runq0) / 1e9, 6),
+            slices_hdr=stats.encode(hist),
+            held={k: n for k, n in self.held_count.items() if n},
+            held_ms={k: round(ns / 1e6, 3) for k, ns in self.held_ns.items() if ns},
+            longest=longest, events=tuple(self._events),
+            culprits=self.culprits(),
+            connects=Connects(calls=calls, call_ms=round(call_ns / 1e6, 3),
+                              held_ms=round(held / 1e6, 3), cpu_ms=round(cpu_ns / 1e6, 3),
+                              longest_ms=round(top / 1e6, 3)) if calls else None,
+            seconds=tuple(SecondSlices(t=t, busy_ms=round(v[0] / 1e6, 3),
+                                       blocked_ms=round(v[1] / 1e6, 3),
+                                       computing_ms=round(v[2] / 1e6, 3))
+                          for t, v in sorted(self._seconds.items())),
+        )
+
+    def culprits(self) -> tuple[Culprit, ...]:
+        """Where held slices (not preempted ones) were sampled, most often first."""
+        ranked = sorted(self._culprits.items(), key=lambda kv: -kv[1][0])
+        return tuple(Culprit(frame=_frame_text(where), count=n, stack=format_stack(stack))
+                     for where, (n, stack) in ranked[:MAX_CULPRITS])
+
+
+def held_kind(on_cpu: int, runq: int, asleep: int) -> str:
+    """Where a held slice went. Waiting for a CPU most of it is the machine's doing; asleep a
+    third of the rest or more is blocking, even beside CPU work (a driver that waits in C
+    between bursts of work, as psycopg2 running queries back to back does); the rest is
+    computing."""
+    if runq > max(on_cpu, asleep):
+        return "preempted"
+    return "blocked" if 2 * asleep >= on_cpu else "computing"
+
+
+RawFrame = tuple[str, int, str]  # file, line, function
+RawStack = tuple[RawFrame, ...]  # innermost last
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A held slice as the trace function leaves it: clocks, and stacks not yet formatted."""
+
+    started: float
+    wall: int
+    kind: str
+    on_cpu: int
+    asleep: int
+    runq: int
+    hub: bool
+    collector: str | None
+    stacks: tuple[RawStack, ...]
+    yielded: RawStack
+
+    def formatted(self) -> HeldSlice:
+        lines = [format_stack(s) for s in self.stacks]
+        frames = [f for f in (culprit_line(s) for s in lines) if f]
+        if self.collector:
+            frames.insert(0, self.collector)
+        yielded = format_stack(self.yielded)
+        return HeldSlice(t=round(self.started, 4), ms=round(self.wall / 1e6, 3), kind=self.kind,
+                         on_cpu_ms=round(self.on_cpu / 1e6, 3),
+                         off_cpu_ms=round(self.asleep / 1e6, 3),
+                         runq_ms=round(self.runq / 1e6, 3), hub=self.hub,
+                         frames=tuple(dict.fromkeys(frames)), stack=lines[0] if lines else (),
+                         yielded_at=culprit_line(yielded) if yielded else None)
+
+
+class BlockedClock:
+    """The probe's per-call view of precise mode: how long a call held the hub while its
+    thread slept in the kernel (~0 for a cooperative driver whatever its CPU work)."""
+
+    def __init__(self, tracer: SliceTracer) -> None:
+        self._tracer = tracer
+
+    @contextmanager
+    def call(self, record: Callable[[int], Any]) -> Iterator[None]:
+        """Time the blocked part of the enclosed call; record(µs) when it returns."""
+        start = self._tracer.blocked_ns()
+        yield
+        record(max(0, (self._tracer.blocked_ns() - start) // 1000))
+
+
+def sample_stack(thread_ident: int) -> RawStack | None:
+    """The stack of another thread, innermost last (for the watchdog). Only attributes are
+    read: no source lines, no file access, which in this thread would wait for the GIL at
+    every system call while the hub computes."""
+    frame = sys._current_frames().get(thread_ident)
+    return walk(frame) if frame is not None else None
+
+
+def walk(frame: Any) -> RawStack:
+    found = []
+    while frame is not None and len(found) < MAX_FRAMES:
+        found.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
+        frame = frame.f_back
+    return tuple(reversed(found))
+
+
+def format_stack(stack: RawStack) -> tuple[str, ...]:
+    """Text lines as the traceback module prints them (probe.frames reads those)."""
+    lines = []
+    for filename, lineno, name in stack:
+        lines.append(f'  File "{filename}", line {lineno}, in {name}')
+        source = linecache.getline(filename, lineno).strip()
+        if source:
+            lines.append(f"    {source}")
+    return tuple(lines)
+
+
+def _innermost(stack: RawStack) -> RawFrame | str:
+    """The frame a culprit is named by: the innermost one outside gevent."""
+    for frame in reversed(stack):
+        if "/gevent/" not in frame[0]:
+            return frame
+    return stack[-1] if stack else "?"
+
+
+def _frame_text(where: RawFrame | str) -> str:
+    if isinstance(where, str):
+        return where
+    return culprit_line(format_stack((where,))) or "?"
