@@ -30,10 +30,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
-from probe import contention, stats
+from probe import connects, contention, stats
 from probe.measure import ProbeJob, first_line, probe
 from probe.model import AgentReport, LoadReport, to_dict
 from probe.monitor import LoopMonitor
+from probe.slices import SliceTracer
 from probe.variants import BY_NAME
 
 PREFIX = "/_probe"
@@ -51,11 +52,15 @@ class Agent:
         self.dsn = os.environ.get("GEVENT_PROBE_DSN", "")
         self.partial_block_ms = float(os.environ.get("GEVENT_PROBE_PARTIAL_BLOCK_MS") or 2)
         threshold_ms = float(os.environ.get("GEVENT_PROBE_BLOCK_THRESHOLD_MS") or 10)
-        self.monitor = LoopMonitor(threshold_s=threshold_ms / 1000).start()
+        self.monitor = LoopMonitor(threshold_s=threshold_ms / 1000)
         self.driver: Any = None
         self.at_exit: list[Callable[[], Any]] = []  # the app's cleanups, after the report
         self._measured: dict[str, dict[str, Any]] = {}  # token -> probe report
-        _instrument_psycopg_when_imported()
+        # GEVENT_PROBE_WATCH=0 (benchmarks/overhead.py only): the routes answer, nothing is
+        # watched, so that the cost of watching can be measured.
+        if os.environ.get("GEVENT_PROBE_WATCH", "1") != "0":
+            self.monitor.start()
+            _instrument_drivers_when_imported(self.monitor.tracer)
         self.reset()
 
     def reset(self) -> None:
@@ -203,11 +208,14 @@ def dump_if_started() -> None:
 
 
 class _InstrumentOnImport(importlib.abc.MetaPathFinder):
-    """Instrument psycopg's connections as soon as an app imports psycopg lazily (the usual
-    #919 shape: a module-level singleton connection created on the first request)."""
+    """Instrument a driver as soon as an app imports it lazily (the usual #919 shape: a
+    module-level singleton connection created on the first request)."""
+
+    def __init__(self, instrument: Callable[[], None]) -> None:
+        self.instrument = instrument
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        if name != "psycopg":
+        if name not in DRIVER_MODULES:
             return None
         sys.meta_path.remove(self)
         try:
@@ -221,16 +229,26 @@ class _InstrumentOnImport(importlib.abc.MetaPathFinder):
         def exec_then_instrument(module: Any) -> None:
             exec_module(module)
             sys.modules[name] = module
-            contention.instrument_psycopg()
+            self.instrument()
 
         spec.loader.exec_module = exec_then_instrument  # type: ignore[method-assign]
         return spec
 
 
-def _instrument_psycopg_when_imported() -> None:
-    if not contention.instrument_psycopg() and not any(
+DRIVER_MODULES = ("psycopg", "psycopg2")
+
+
+def _instrument_drivers_when_imported(tracer: SliceTracer) -> None:
+    """psycopg's connection lock timed (probe.contention) and every driver's connect counted
+    (probe.connects): now for the drivers already imported, and at import for the others."""
+    def instrument() -> None:
+        contention.instrument_psycopg()
+        connects.instrument(tracer)
+
+    instrument()
+    if not all(name in sys.modules for name in DRIVER_MODULES) and not any(
             isinstance(f, _InstrumentOnImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _InstrumentOnImport())
+        sys.meta_path.insert(0, _InstrumentOnImport(instrument))
 
 
 def respond(start_response: StartResponse, status: str, body: str | bytes,

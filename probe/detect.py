@@ -4,20 +4,25 @@ Why these signals: per-query latency timed inside a greenlet *rewards* a driver 
 the hub (it never yields, so nothing else runs while it waits). What exposes blocking is
 concurrency and the hub itself:
 - hub-blocking: C server-side sleeps that should overlap run one after another; or each
-  query holds the hub while its thread sleeps in the kernel; or, under load, the heartbeat
-  finds the hub stalled for a large share of the time (whatever blocks it, driver or app);
+  query holds the hub while its thread sleeps in the kernel; or, under load, greenlet runs
+  (slices) hold the hub past the threshold asleep in a call (whatever blocks, driver or app);
 - busy-wait: the sleeps still overlap, but the hub thread burns a core while it waits;
+- computing: under load, slices hold the hub past the threshold on the CPU (a large JSON, a
+  regex, a handshake): not the driver, and not fixed the way blocking is;
 - contention: greenlets wait on a connection another greenlet holds (psycopg #919's shape).
-Every sentence of evidence states what was measured or read from the process; a "why" is
-given only where it is known.
+A late heartbeat never decides on its own: a saturated worker wakes it late with nothing but
+short slices (the ready queue), which is capacity, reported as a finding of a healthy
+verdict. Every sentence of evidence states what was measured or read from the process; a
+"why" is given only where it is known.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from probe import thresholds as t
-from probe.model import Measurement, Runtime
+from probe.model import Measurement, Runtime, Slices
 
 COOPERATIVE_PSYCOPG_WAITS = ("wait_poll", "wait_epoll", "wait_select", "wait_selector")
 
@@ -27,6 +32,7 @@ class Judgement:
     verdict: str
     evidence: tuple[str, ...]
     fix: str | None
+    notes: tuple[str, ...] = ()  # what a reader should act on whatever the verdict
 
 
 @dataclass(frozen=True)
@@ -37,19 +43,26 @@ class Signals:
     serialised: bool = False
     blocked: bool = False
     burning: bool = False
-    stalled: bool = False
+    held_blocked: bool = False  # slices under load held the hub asleep in a call
+    computing: bool = False  # slices under load held the hub on the CPU
     contended: bool = False
 
 
 def signals(m: Measurement) -> Signals:
     if m.problems:
         return Signals()
+    s = m.slices
     return Signals(
         serialised=m.serialization.ratio >= m.serialization.threshold,
         blocked=m.blocked_ms.p50 >= t.BLOCKED_MS,
         burning=m.cpu.burn_ratio >= t.BURN_RATIO,
-        stalled=m.stalls.share >= t.STALLED_SHARE and m.stalls.count >= t.MIN_STALLS,
+        held_blocked=s is not None and _held(s.blocked, s.blocked_share),
+        computing=s is not None and _held(s.computing, s.computing_share),
         contended=m.contention is not None and m.contention.wait_share >= t.CONTENTION_SHARE)
+
+
+def _held(count: int, share: float) -> bool:
+    return count >= t.MIN_HELD and share >= t.HELD_SHARE
 
 
 def judge(m: Measurement, own_app: bool = False) -> Judgement:
@@ -57,25 +70,31 @@ def judge(m: Measurement, own_app: bool = False) -> Judgement:
     if problems:
         return Judgement("inconclusive", tuple(problems), _rerun_fix(m))
     flags = signals(m)
-    serialised, blocked, burning = flags.serialised, flags.blocked, flags.burning
-    stalled, contended = flags.stalled, flags.contended
-    mismatch = _wait_mismatch(m.runtime, serialised or blocked)
+    serialised = flags.serialised
+    mismatch = _wait_mismatch(m.runtime, serialised or flags.blocked)
     if mismatch:
         return Judgement("inconclusive", (mismatch, *_evidence(m, serialised)),
                          "Run `gevent-probe variants` and this variant again; if they still "
                          "disagree, please report it with results.json.")
     evidence = _evidence(m, serialised)
-    if serialised or blocked:
+    return dataclasses.replace(_verdict(m, flags, evidence), notes=tuple(findings(m)))
+
+
+def _verdict(m: Measurement, flags: Signals, evidence: list[str]) -> Judgement:
+    serialised = flags.serialised
+    if serialised or flags.blocked:
         if serialised and m.http is None:
             evidence.append(_latency_paradox(m))
         evidence.append(wait_sentence(m.runtime))
         return Judgement("hub-blocking", tuple(evidence), hub_blocking_fix(m, serialised))
-    if burning:
+    if flags.burning:
         evidence.append(wait_sentence(m.runtime))
         return Judgement("busy-wait", tuple(evidence), busy_wait_fix(m.runtime))
-    if stalled:
-        return Judgement("hub-blocking", tuple(evidence), stall_fix(m))
-    if contended:
+    if flags.held_blocked:
+        return Judgement("hub-blocking", tuple(evidence), held_blocked_fix(m))
+    if flags.computing:
+        return Judgement("computing", tuple(evidence), computing_fix(m))
+    if flags.contended:
         return Judgement("contention", tuple(evidence), contention_fix(m.runtime))
     return Judgement("healthy", tuple(evidence), None)
 
@@ -149,8 +168,11 @@ def _evidence(m: Measurement, serialised: bool) -> list[str]:
     sentences = []
     if m.http is not None:
         sentences.append(_users_sentence(m))
-    sentences += [_serialisation_sentence(m, serialised), _blocked_sentence(m), _cpu_sentence(m),
-                  _stall_sentence(m)]
+    sentences += [_serialisation_sentence(m, serialised), _blocked_sentence(m), _cpu_sentence(m)]
+    if m.slices is not None:
+        sentences += [_slices_sentence(m.slices), _queue_sentence(m, m.slices)]
+        if m.slices.connects is not None:
+            sentences.append(_connects_sentence(m, m.slices))
     if m.contention is not None and m.contention.acquisitions:
         sentences.append(_contention_sentence(m))
     return sentences
@@ -162,8 +184,26 @@ def _users_sentence(m: Measurement) -> str:
     parts = [f"{r.name} p50/p99 {r.latency_ms.p50:.1f}/{r.latency_ms.p99:.1f} ms "
              f"({r.requests} requests)" for r in http.routes]
     died = [w for w in m.workers if w.status != "ok"]
-    text = (f"Under {http.users} users ({http.scenario}) for {http.duration_s:g} s: "
-            f"{http.rps:,.0f} RPS; " + ", ".join(parts) + ".")
+    if http.target_rps is not None:
+        load = (f"At a fixed {http.target_rps:,.0f} requests/s ({http.scenario}, an open model: "
+                f"latency from when each request was due) for {http.duration_s:g} s")
+    else:
+        load = f"Under {http.users} users ({http.scenario}) for {http.duration_s:g} s"
+    text = f"{load}: {http.rps:,.0f} RPS; " + ", ".join(parts) + "."
+    late, sent = http.started_late_ms, http.sent
+    if late is not None and sent is not None and http.target_rps is not None:
+        if http.kept_schedule:
+            text += (f" Locust sent {sent:,} requests on schedule (p99 {late.p99:.2f} ms "
+                     "late).")
+        else:
+            text += (f" Locust could not keep the schedule: it sent {sent:,} requests "
+                     f"({sent / http.duration_s:,.0f}/s of {http.target_rps:,.0f}), up to "
+                     f"{late.max:,.1f} ms late (p99 {late.p99:,.1f} ms); the latencies still "
+                     "count from when each was due.")
+        answered = sum(r.requests for r in http.routes)
+        if sent > answered:
+            text += (f" {sent - answered:,} requests were still unanswered when the load "
+                     "ended, and are not in the percentiles: the app fell behind the rate.")
     if died:
         text += " Workers: " + ", ".join(f"{w.pid} {w.status}" for w in died) + "."
     return text
@@ -196,18 +236,81 @@ def _cpu_sentence(m: Measurement) -> str:
             f"core: {judgement} (flagged from {100 * t.BURN_RATIO:.0f}%).")
 
 
-def _stall_sentence(m: Measurement) -> str:
-    lag, s = m.lag_ms, m.stalls
-    text = (f"During the load the 1 ms heartbeat woke up to {lag.max:.1f} ms late (p99 "
-            f"{lag.p99:.2f} ms, corrected for coordinated omission); the hub stalled for "
-            f"more than {s.threshold_ms:g} ms {s.count} time(s) ({s.blocked} blocked in the "
-            f"kernel, {s.busy} busy on the CPU), {100 * s.share:.1f}% of the time (flagged "
-            f"from {100 * t.STALLED_SHARE:.0f}% and {t.MIN_STALLS} stalls)")
+def _slices_sentence(s: Slices) -> str:
+    n = s.length_ms
+    text = (f"Under load, greenlets ran {s.count:,} times without yielding (slices p50/p99/max "
+            f"{n.p50:.2f}/{n.p99:.2f}/{n.max:.1f} ms); ")
+    held = s.blocked + s.computing
+    if not held:
+        text += f"none held the hub past {s.threshold_ms:g} ms"
+    else:
+        text += (f"{held} held the hub past {s.threshold_ms:g} ms: {s.blocked} blocked off the "
+                 f"CPU ({s.blocked_ms:,.0f} ms, {100 * s.blocked_share:.1f}% of the time), "
+                 f"{s.computing} computing on the CPU ({s.computing_ms:,.0f} ms, "
+                 f"{100 * s.computing_share:.1f}%)")
+    text += f" (flagged from {100 * t.HELD_SHARE:.0f}% and {t.MIN_HELD} slices)"
     if s.preempted:
-        text += (f"; {s.preempted} more stall(s), {s.preempted_ms:.0f} ms, were the machine "
-                 "preempting the process and do not count")
-    if s.culprits and s.count:
-        text += f"; most often in {s.culprits[0].frame}"
+        text += (f"; {s.preempted} more, {s.preempted_ms:,.0f} ms, waited for a CPU other "
+                 "processes had, and do not count")
+    worst = next((h for h in s.longest if h.kind != "preempted"), None)
+    if worst is not None:
+        where = worst.frames[0] if worst.frames else worst.yielded_at
+        text += (f"; the longest, {worst.ms:.1f} ms {worst.kind} ({worst.on_cpu_ms:.1f} ms on "
+                 f"the CPU, {worst.off_cpu_ms:.1f} ms asleep)"
+                 + (f" in {where}" if where else ""))
+    return text + "."
+
+
+def _queue_sentence(m: Measurement, s: Slices) -> str:
+    """What the other greenlets waited (the heartbeat), and why: queueing or held slices."""
+    lag, st = m.lag_ms, m.stalls
+    text = (f"The greenlets were busy {100 * s.busy_share:.0f}% of the window; a 1 ms "
+            f"heartbeat woke up to {lag.max:.1f} ms late (p99 {lag.p99:.2f} ms, corrected for "
+            f"coordinated omission), late by more than {st.threshold_ms:g} ms {st.count} "
+            f"time(s): {st.queued} queued behind short slices, "
+            f"{st.blocked + st.computing} held by one slice")
+    if st.preempted:
+        text += f", and {st.preempted} preempted by other processes"
+    return text + "."
+
+
+def findings(m: Measurement) -> list[str]:
+    """Notes for a reader whatever the verdict: a saturated worker (capacity, which a late
+    heartbeat shows but which is no pathology) and connections opened per request."""
+    s = m.slices
+    if s is None or m.problems:
+        return []
+    notes = []
+    if s.busy_share >= t.SATURATED_BUSY and m.http is not None:
+        capacity = (f"; at full use it would serve about {s.capacity_rps:,.0f} RPS"
+                    if s.capacity_rps else "")
+        notes.append(
+            f"Saturated, not blocked: the greenlets ran {100 * s.busy_share:.0f}% of the load "
+            f"window in short slices (p99 {s.length_ms.p99:.2f} ms), so requests waited in "
+            f"the worker's ready queue (heartbeat p99 {m.lag_ms.p99:.1f} ms){capacity}. For "
+            "lower latency: more workers (--workers), fewer --users, or a fixed --rate below "
+            "that capacity.")
+    c = s.connects
+    served = sum(r.requests for r in m.http.routes) if m.http is not None else m.db.queries
+    if c is not None and served and c.calls >= 0.5 * served:
+        share = f", {100 * c.cpu_ms / s.cpu_ms:.0f}% of the worker's CPU" if s.cpu_ms else ""
+        notes.append(
+            f"A connection per request: {c.calls:,} connects for {served:,} requests cost "
+            f"{c.cpu_ms:,.0f} ms on the CPU{share} (SCRAM, TLS, in slices up to "
+            f"{c.longest_ms:.1f} ms). Open connections once and reuse them "
+            "(psycopg_pool.ConnectionPool, psycopg2.pool).")
+    return notes
+
+
+def _connects_sentence(m: Measurement, s: Slices) -> str:
+    c = s.connects
+    assert c is not None
+    served = (sum(r.requests for r in m.http.routes) if m.http is not None else m.db.queries)
+    per = f" ({c.calls / served:.2f} per request)" if served else ""
+    share = f", {100 * c.cpu_ms / s.cpu_ms:.0f}% of the hub thread's CPU" if s.cpu_ms else ""
+    text = (f"{c.calls:,} connections were opened under load{per}: their handshakes held the "
+            f"hub {c.held_ms:,.0f} ms in all, {c.cpu_ms:,.0f} ms of it on the CPU (SCRAM, "
+            f"TLS){share}; the longest slice inside a connect {c.longest_ms:.1f} ms")
     return text + "."
 
 
@@ -286,7 +389,8 @@ def hub_blocking_fix(m: Measurement, serialised: bool) -> str:
                 "its wait function once, at import. Under gunicorn, don't --preload an app that "
                 "imports psycopg at module level (or import it lazily), or set "
                 "PSYCOPG_WAIT_FUNC=wait_poll.")
-    where = f" ({m.stalls.culprits[0].frame})" if m.stalls.culprits else ""
+    culprits = m.slices.culprits if m.slices is not None else ()
+    where = f" ({culprits[0].frame})" if culprits else ""
     if not serialised:
         return (f"Every query blocks the hub for ~{m.blocked_ms.p50:.1f} ms in the wait function "
                 f"{rt.wait_function}{where}: make that call cooperative (gevent-aware I/O) or "
@@ -295,19 +399,39 @@ def hub_blocking_fix(m: Measurement, serialised: bool) -> str:
             f"{where}; make it cooperative (gevent-aware I/O or gevent.threadpool).")
 
 
-def stall_fix(m: Measurement) -> str:
-    where = m.stalls.culprits[0].frame if m.stalls.culprits else "the frames the report lists"
+def held_blocked_fix(m: Measurement) -> str:
+    where = _held_where(m, "blocked")
     if "connect" in where:
-        return (f"The app opens a PostgreSQL connection per request ({where}); connecting (TLS, "
-                "SCRAM authentication) runs without yielding. Open connections once and reuse "
-                "them: a pool such as psycopg_pool.ConnectionPool.")
-    if m.stalls.busy > m.stalls.blocked:
-        return (f"The driver's own waits are cooperative, but code computes without yielding "
-                f"during requests ({where}), and every other request of the worker waits "
-                "meanwhile: move that work out of the request path, or into another process.")
+        return (f"Connecting to PostgreSQL blocks the hub ({where}): the driver's connect does "
+                "not yield. Use a driver whose connect is cooperative under gevent (psycopg 3 "
+                "imported after patching, or psycopg2 with psycogreen), resolve host names "
+                "before connecting, and reuse connections through a pool.")
     return ("The driver's own waits are cooperative, but something else blocks the hub during "
             f"requests: {where}. Make that call cooperative (gevent-aware I/O) or run it in "
             "gevent.get_hub().threadpool.")
+
+
+def computing_fix(m: Measurement) -> str:
+    where = _held_where(m, "computing")
+    if "connect" in where:
+        return (f"Connection handshakes compute without yielding ({where}): SCRAM "
+                "authentication and TLS run inside libpq. Open connections once and reuse them "
+                "(psycopg_pool.ConnectionPool).")
+    return (f"Code computes without yielding during requests ({where}), and every other "
+            "request of the worker waits meanwhile: make that work smaller or cache it, move it "
+            "to another process (a task queue, multiprocessing), or run more gunicorn workers "
+            "so that fewer requests share one hub.")
+
+
+def _held_where(m: Measurement, kind: str) -> str:
+    s = m.slices
+    held = [h for h in (s.longest if s else ()) if h.kind == kind]
+    for h in held:
+        if h.frames or h.yielded_at:
+            return h.frames[0] if h.frames else str(h.yielded_at)
+    if s and s.culprits:
+        return s.culprits[0].frame
+    return "the frames the report lists"
 
 
 def busy_wait_fix(rt: Runtime) -> str:

@@ -8,10 +8,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from probe.model import MatrixResult, RunResult, Unavailable, VariantResult
+from probe.model import MatrixResult, Measurement, RunResult, Unavailable, VariantResult
 
 STYLE = {"healthy": "green", "hub-blocking": "bold red", "busy-wait": "bold magenta",
-         "contention": "bold yellow", "regressed": "bold red", "inconclusive": "yellow"}
+         "computing": "bold magenta", "contention": "bold yellow", "regressed": "bold red",
+         "inconclusive": "yellow"}
 
 
 def _render(*renderables: object, color: bool, width: int) -> str:
@@ -37,7 +38,7 @@ def results_table(run: RunResult, color: bool = False, width: int = 170) -> str:
                  ("slow p99", "right")] if is_run else
                 [("driver", "left"), ("avg ms", "right"), ("p99 ms", "right"), ("qps", "right")])
     columns += [("sleeps", "right"), ("blocked", "right"), ("cpu burn", "right"),
-                ("stalled", "right"), ("lock wait", "right")]
+                ("held", "right"), ("busy", "right"), ("lock wait", "right")]
     if is_run:
         columns += [("workers", "right"), ("locust cpu", "right")]
     for header, justify in columns:
@@ -48,6 +49,8 @@ def results_table(run: RunResult, color: bool = False, width: int = 170) -> str:
             "workers: requests each served\n" if is_run else
             "latencies: SELECT 1 timed in-greenlet; sleeps: probe wall / sleep; blocked: "
             "median ms a query held the hub off-CPU\n")
+    note += ("held: share of the load in slices past the threshold (blocked or computing); "
+             "busy: share the greenlets ran\n")
     return _render(table, color=color, width=width) + note + details(run)
 
 
@@ -68,12 +71,19 @@ def _row(r: VariantResult, is_run: bool) -> list[str]:
         cells += [f"{m.runtime.driver} {m.runtime.driver_version}",
                   f"{m.db.latency_ms.avg:.3f}", f"{m.db.latency_ms.p99:.3f}", f"{m.db.qps:,.0f}"]
     cells += [f"{m.serialization.ratio:.1f}x", f"{m.blocked_ms.p50:.2f}",
-              f"{100 * m.cpu.burn_ratio:.0f}%", f"{100 * m.stalls.share:.0f}%", lock]
+              f"{100 * m.cpu.burn_ratio:.0f}%", *_slice_cells(m), lock]
     if is_run:
         cells += ["/".join(str(w.requests) if w.status == "ok" else w.status
                            for w in m.workers) or "-",
                   f"{100 * m.http.loadgen_core_share:.0f}%" if m.http else "-"]
     return cells
+
+
+def _slice_cells(m: Measurement) -> list[str]:
+    s = m.slices
+    if s is None:
+        return ["-", "-"]
+    return [f"{100 * (s.blocked_share + s.computing_share):.0f}%", f"{100 * s.busy_share:.0f}%"]
 
 
 def checks_table(run: RunResult, notes: tuple[str, ...] = (), color: bool = False,

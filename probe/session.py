@@ -151,6 +151,7 @@ def _variant_result(variant: Variant, measurements: list[Measurement], started: 
     return VariantResult(
         name=variant.name, control=control, expected=variant.expected if control else None,
         verdict=overall.verdict, evidence=overall.evidence, fix=overall.fix, measured=merged,
+        notes=detect.judge(merged, own_app).notes,
         repeats=tuple(Repeat(verdict=j.verdict, serialization_ratio=m.serialization.ratio,
                              histograms={k: v for k, v in m.histograms.items()
                                          if k == "db" or k.startswith("http:")},

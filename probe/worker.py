@@ -57,7 +57,8 @@ def _send(fd: int, payload: dict[str, Any]) -> None:
 
 
 def measure(driver: Any, job: dict[str, Any]) -> Any:
-    from probe import contention
+    from probe import connects, contention
+    from probe.drivers import computation
     from probe.measure import ProbeJob, close_all, open_connections, probe, run_load
     from probe.model import WorkerReport
     from probe.monitor import LoopMonitor
@@ -65,14 +66,16 @@ def measure(driver: Any, job: dict[str, Any]) -> Any:
     contention.instrument_psycopg()  # before any connection exists
     concurrency = int(job["concurrency"])
     monitor = LoopMonitor(threshold_s=float(job["block_threshold_ms"]) / 1000).start()
+    connects.instrument(monitor.tracer)
     conns = open_connections(driver, job["dsn"], concurrency)
     shared = open_connections(driver, job["dsn"], 1) if job["connections"] == "shared" else []
     try:
         probed = probe(driver, ProbeJob(dsn=job["dsn"], concurrency=concurrency,
                                         sleep_s=float(job["sleep_ms"]) / 1000,
                                         rounds=int(job["rounds"])), monitor, conns)
+        work = computation(float(job["compute_ms"])) if driver.variant.compute else None
         load, watched = run_load(driver, shared * concurrency or conns, job.get("queries"),
-                                 job.get("duration"), monitor)
+                                 job.get("duration"), monitor, work)
     finally:
         monitor.stop()
         close_all(conns + shared)

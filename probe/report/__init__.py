@@ -26,6 +26,7 @@ from probe import detect, dsn, thresholds
 from probe.errors import ProbeError
 from probe.model import (
     CheckResult,
+    HeldSlice,
     MatrixResult,
     RunResult,
     StallEvent,
@@ -38,6 +39,7 @@ LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MAX_EVENTS_SHOWN = 100  # per variant; the timeline draws them all
 NOTABLE_P99_CHANGE = 0.2  # the gate's default --max-p99-ratio (1.2): below it, mostly noise
 PROBLEM_NOUNS = {"hub-blocking": "hub blocking", "busy-wait": "busy-waiting",
+                 "computing": "computing without yielding",
                  "contention": "connection contention", "regressed": "a latency regression",
                  "inconclusive": "no conclusion"}
 # Where the embedded server listened: differs on every run, says nothing about the machine.
@@ -77,9 +79,12 @@ class Finding:
 
 @dataclass(frozen=True)
 class StallView:
+    """Who held the hub in one variant: its longest runs, and when the heartbeat woke late."""
+
     variant: VariantResult
     events: tuple[tuple[str, str, str], ...]  # (when, ms, kind), the first MAX_EVENTS_SHOWN
     hidden: int  # events not listed
+    longest: tuple[tuple[str, HeldSlice], ...]  # (when, slice)
 
 
 @dataclass(frozen=True)
@@ -273,7 +278,8 @@ def _run_view(label: str, result: RunResult) -> RunView:
         label=label, result=result, banner=banner(result), headers=headers, rows=rows,
         findings=tuple(_findings(result)),
         stalls=tuple(_stall_view(result, v) for v in result.variants
-                     if v.measured.stalls.events or v.measured.stalls.culprits),
+                     if v.measured.stalls.events or (v.measured.slices and
+                                                     v.measured.slices.longest)),
         controls=tuple((v.name, v.expected or "-", v.verdict, v.verdict == v.expected)
                        for v in result.variants if v.control),
         notes=tuple(_notes(result)),
@@ -358,8 +364,11 @@ def _table(result: RunResult) -> tuple[tuple[tuple[str, str], ...], tuple[Row, .
          f"{thresholds.BLOCKED_MS:g} ms)"),
         ("CPU burn", "hub-thread CPU while every connection waits (flagged from "
          f"{100 * thresholds.BURN_RATIO:.0f}%)"),
-        ("stalled", "share of the load the hub stalled, preemption left out (flagged from "
-         f"{100 * thresholds.STALLED_SHARE:.0f}% and {thresholds.MIN_STALLS} stalls)"),
+        ("held", "share of the load in greenlet runs past the stall threshold, blocked or "
+         f"computing (flagged from {100 * thresholds.HELD_SHARE:.0f}% of either and "
+         f"{thresholds.MIN_HELD} runs)"),
+        ("busy", "share of the load the greenlets ran: near 100% is a saturated worker, "
+         "whose requests queue although nothing holds the hub"),
         ("lock wait", "share of driver time waiting for a connection another greenlet held "
          f"(flagged from {100 * thresholds.CONTENTION_SHARE:.0f}%)"),
     ]
@@ -392,15 +401,19 @@ def _row(v: VariantResult, mode: str, routes: Sequence[str]) -> Row:
         lat = m.db.latency_ms
         cells += [Cell(f"{fmt_ms(lat.avg)} / {fmt_ms(lat.p99)}", title=f"{lat.count:,} queries"),
                   Cell(f"{m.db.qps:,.0f}")]
-    s, stalls, lock = m.serialization, m.stalls, m.contention
+    s, slices, lock = m.serialization, m.slices, m.contention
     flags = detect.signals(m)
     cells += [
         Cell(f"{s.ratio:.1f}x", flags.serialised, f"flagged from {s.threshold:.1f}x"),
         Cell(fmt_ms(m.blocked_ms.p50), flags.blocked,
              f"max {fmt_ms(m.blocked_ms.max)} ms over {m.blocked_ms.count} queries"),
         Cell(fmt_pct(m.cpu.burn_ratio), flags.burning),
-        Cell(fmt_pct(stalls.share), flags.stalled,
-             f"{stalls.count} stalls over {stalls.threshold_ms:g} ms"),
+        Cell(fmt_pct(slices.blocked_share + slices.computing_share) if slices else "–",
+             flags.held_blocked or flags.computing,
+             f"{slices.blocked} blocked, {slices.computing} computing runs over "
+             f"{slices.threshold_ms:g} ms" if slices else "not measured (older results)"),
+        Cell(fmt_pct(slices.busy_share) if slices else "–",
+             title=f"{slices.count:,} greenlet runs" if slices else ""),
         Cell(fmt_pct(lock.wait_share) if lock else "–", flags.contended,
              f"{lock.connections} connections" if lock else "no lock measured"),
     ]
@@ -425,7 +438,7 @@ def _findings(result: RunResult) -> list[Finding]:
     """Variants that need a reader's attention first, then controls flagged as they should."""
     found = [Finding(v, _control_note(v), v.control and v.verdict == v.expected)
              for v in result.variants
-             if v.verdict != "healthy" or (v.control and v.verdict != v.expected)]
+             if v.verdict != "healthy" or (v.control and v.verdict != v.expected) or v.notes]
     return sorted(found, key=lambda f: f.as_expected)
 
 
@@ -434,10 +447,12 @@ def _stall_view(result: RunResult, v: VariantResult) -> StallView:
     started = http.started if http else 0.0
     events = sorted(v.measured.stalls.events, key=lambda e: e.t)
     shown = tuple((_when(e, started), fmt_ms(e.ms), e.kind) for e in events[:MAX_EVENTS_SHOWN])
-    return StallView(v, shown, max(0, len(events) - MAX_EVENTS_SHOWN))
+    longest = v.measured.slices.longest if v.measured.slices else ()
+    return StallView(v, shown, max(0, len(events) - MAX_EVENTS_SHOWN),
+                     tuple((_when(h, started), h) for h in longest))
 
 
-def _when(e: StallEvent, started: float) -> str:
+def _when(e: StallEvent | HeldSlice, started: float) -> str:
     """Seconds into the load when it is known (as on the timeline), else UTC clock time."""
     if started:
         return f"+{e.t - started:.2f} s"

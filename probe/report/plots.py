@@ -35,7 +35,8 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#0
            "#8c564b", "#7f7f7f", "#bcbd22", "#17becf", "#9467bd")
 RESULT_STYLES = ("-", "--", ":", "-.")
 RESULT_HATCHES = ("", "//", "..", "xx")
-STALL_COLOURS = {"blocked": "#c62828", "busy": "#7b1fa2", "preempted": "#9e9e9e"}
+STALL_COLOURS = {"blocked": "#c62828", "computing": "#7b1fa2", "queued": "#64b5f6",
+                 "preempted": "#9e9e9e"}
 OVER, UNDER = "#c62828", "#2e7d32"
 CURVE_POINTS = 80  # per latency curve: smooth on a log axis, a few KB of SVG
 MIN_SPAN_PX = 1.5  # narrower stall marks would vanish; closer ones merge into one mark
