@@ -39,6 +39,9 @@ POOL_SIZE = int(os.environ.get("GEVENT_PROBE_POOL_SIZE") or 10)
 # The variant's recipe (PSYCOPG_IMPL, PSYCOPG_WAIT_FUNC) must be in place before the import.
 os.environ.update(VARIANT.environment())
 DRIVER = drivers.load(VARIANT, float(os.environ.get("GEVENT_PROBE_PARTIAL_BLOCK_MS") or 2))
+# The compute control: every /select1 computes this long before its query, never yielding.
+WORK = drivers.computation(float(os.environ.get("GEVENT_PROBE_COMPUTE_MS") or 15)) \
+    if VARIANT.compute else None
 
 
 class ProbePool:
@@ -191,6 +194,8 @@ def application(environ: dict[str, Any], start_response: StartResponse) -> Itera
     route = path.strip("/")
     if route == "select1":
         probe.count(route)
+        if WORK is not None:
+            WORK()
         return _db(probe, route, start_response, DRIVER.select1)
     if route == "sleep":
         probe.count(route)

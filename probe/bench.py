@@ -33,7 +33,7 @@ class BenchTransport:
                 "connections": s.connections, "queries": None if s.load_s else s.queries,
                 "duration": s.load_s, "sleep_ms": s.sleep_ms, "rounds": s.rounds,
                 "block_threshold_ms": s.block_threshold_ms,
-                "partial_block_ms": s.partial_block_ms}
+                "partial_block_ms": s.partial_block_ms, "compute_ms": s.compute_ms}
 
     def timeout_s(self) -> float:
         """Long enough for the slowest honest run (every sleep serialised), no longer."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +54,19 @@ class Driver:
 
     def runtime(self) -> Runtime:
         return describe(self.variant, self.module)
+
+
+def computation(ms: float) -> Callable[[], None]:
+    """The compute control's work per request: `ms` on the CPU, never yielding (pure Python
+    holding the GIL, the shape of a large JSON or a regex)."""
+    seconds = ms / 1000.0
+
+    def compute() -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    return compute
 
 
 def activate(variant: Variant, partial_block_ms: float = 2.0) -> Driver:

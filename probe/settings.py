@@ -73,6 +73,8 @@ class Settings:
                                      "(default 10, at least 2)", MEASURING, low=2, high=10_000)
     partial_block_ms: float = _opt(2.0, "how long the partial-block control blocks the hub per "
                                    "query (default 2)", MEASURING, low=0.05, high=1000)
+    compute_ms: float = _opt(15.0, "how long the compute control computes per request without "
+                             "yielding (default 15)", MEASURING, low=1, high=1000)
     repeat: int | None = _opt(None, "measure every variant K times, interleaved (default 1; 3 "
                               "for gate)", MEASURING, low=1, high=50, metavar="K")
     # -- the load ------------------------------------------------------------------------------
@@ -82,8 +84,13 @@ class Settings:
     duration: float | None = _opt(None, "seconds of load per variant (run: default 10; bench: "
                                   "instead of --queries); at most 3600", MEASURING, short="-t",
                                   low=0.1, high=MAX_DURATION_S)
-    users: int = _opt(50, "run: locust users (default 50)", RUN_LIKE, short="-u", low=1,
-                      high=10_000)
+    users: int = _opt(50, "run: locust users (default 50); with --rate, the requests in flight "
+                      "at most", RUN_LIKE, short="-u", low=1, high=10_000)
+    rate: float | None = _opt(None, "run: a fixed arrival rate, requests/s (an open model, as "
+                              "wrk2 or k6's constant-arrival-rate): requests start on schedule "
+                              "whatever the responses do, and latency counts from when each was "
+                              "due; for latency below capacity, where --users measures a queue",
+                              RUN_LIKE, low=1, high=100_000, metavar="RPS")
     spawn_rate: float = _opt(50.0, "run: users started per second (default 50)", RUN_LIKE,
                              short="-r", low=0.1, high=10_000)
     scenario: str = _opt("mixed", "run: mixed (default), SELECT 1 plus a trickle of slow "
@@ -188,6 +195,9 @@ class Settings:
             raise ProbeError(f"--app must look like module:callable, got {self.app!r}")
         if self.locustfile is not None and not self.locustfile.is_file():
             raise ProbeError(f"--locustfile {self.locustfile} not found")
+        if self.rate is not None and self.locustfile is not None:
+            raise ProbeError("--rate drives the built-in scenarios (--scenario); with your own "
+                             "--locustfile, pace it there (locust's constant_throughput)")
         if self.chdir is not None and not self.chdir.is_dir():
             raise ProbeError(f"--chdir {self.chdir} is not a directory")
         if self.command == "gate" and self.results is not None and not self.results.is_file():

@@ -81,7 +81,7 @@ class HttpTransport:
             load_data=outcome.data, load_s=outcome.load_s, load_started=outcome.started,
             scenario=str(s.locustfile) if s.locustfile else s.scenario, users=s.users,
             loadgen_processes=s.locust_processes, loadgen_core_share=outcome.max_core_share,
-            loadgen_saturated=outcome.saturated, problems=problems)
+            loadgen_saturated=outcome.saturated, problems=problems, target_rps=s.rate)
 
     def _unavailable(self, variant: Variant) -> Unavailable | None:
         """A driver that cannot import would only crash gunicorn: ask once per variant."""
@@ -97,7 +97,8 @@ class HttpTransport:
                 "GEVENT_PROBE_DSN": self.dsn, "GEVENT_PROBE_CONNECTIONS": s.connections,
                 "GEVENT_PROBE_POOL": s.pool, "GEVENT_PROBE_POOL_SIZE": str(s.pool_size),
                 "GEVENT_PROBE_BLOCK_THRESHOLD_MS": str(s.block_threshold_ms),
-                "GEVENT_PROBE_PARTIAL_BLOCK_MS": str(s.partial_block_ms)}
+                "GEVENT_PROBE_PARTIAL_BLOCK_MS": str(s.partial_block_ms),
+                "GEVENT_PROBE_COMPUTE_MS": str(s.compute_ms)}
 
     def _diag(self, server: Gunicorn) -> tuple[list[int], list[str]]:
         replies = server.each_worker("/diag")

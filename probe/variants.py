@@ -23,6 +23,7 @@ class Variant:
     import_before_patch: bool = False
     psycogreen: bool = False
     wait_hook: str | None = None  # "spin" or "partial": a wait function the control installs
+    compute: bool = False  # every request (bench: every query) computes without yielding
     preload: bool = False  # system mode only: gunicorn --preload, app imports the driver
     control: bool = False
     expected: str = "healthy"
@@ -111,6 +112,17 @@ VARIANTS: tuple[Variant, ...] = (
         "--partial-block-ms (default 2 ms)",
         control=True,
         expected="hub-blocking",
+        install_hint=_BINARY_HINT,
+    ),
+    Variant(
+        name="compute",
+        driver="psycopg",
+        impl="binary",
+        compute=True,
+        description="control: a cooperative driver, but every request first computes "
+        "--compute-ms (default 15) on the CPU without yielding, as a large JSON would",
+        control=True,
+        expected="computing",
         install_hint=_BINARY_HINT,
     ),
     Variant(

@@ -28,7 +28,7 @@ def test_bench_completes_and_leaves_nothing_running(bench_run):
     assert (out.parent / "report.html").is_file() and (out.parent / "report.md").is_file()
     assert not left_behind(before)
     assert not leftover_processes("probe.worker")
-    assert "controls: all 4 flagged as expected" in proc.stdout
+    assert "controls: all 5 flagged as expected" in proc.stdout
 
 
 @pytest.mark.parametrize("variant", variants.for_mode("bench"), ids=lambda v: v.name)
@@ -39,7 +39,7 @@ def test_each_variant_gets_its_expected_verdict(bench_run, variant):
 
 def test_results_file_has_the_documented_fields(bench_run):
     data = json.loads(bench_run[1].read_text())
-    assert data["schema"] == "gevent-probe/2" and data["mode"] == "bench" and data["complete"]
+    assert data["schema"] == "gevent-probe/3" and data["mode"] == "bench" and data["complete"]
     assert data["command"].startswith("gevent-probe bench")
     assert data["environment"]["postgresql"]["source"] in ("bundled", "system")
     assert {"python", "packages", "kernel", "cpu_count", "database"} <= set(data["environment"])
@@ -51,15 +51,28 @@ def test_results_file_has_the_documented_fields(bench_run):
             m["serialization"])
         assert {"burn_ratio", "ms_per_query"} <= set(m["cpu"])
         assert {"p50", "p99", "p999", "max"} <= set(m["lag_ms"])
-        assert {"count", "share", "blocked", "busy", "preempted"} <= set(m["stalls"])
+        assert {"count", "share", "blocked", "computing", "queued", "preempted"} <= set(
+            m["stalls"])
+        assert {"count", "busy_share", "blocked", "computing", "preempted", "longest",
+                "length_ms"} <= set(m["slices"]) and m["slices"]["count"] > 0
         assert m["histograms"]["db"] and len(r["repeats"]) == 1
 
 
 def test_hub_blocking_evidence_names_the_blocking_frame(bench_run):
     blocked = by_name(bench_run[1])["import-before-patch"]
-    frames = [c["frame"] for c in blocked["measured"]["stalls"]["culprits"]]
+    frames = [c["frame"] for c in blocked["measured"]["slices"]["culprits"]]
     assert any("psycopg" in frame for frame in frames)
     assert "patch_all() before anything imports psycopg" in blocked["fix"]
+
+
+def test_code_that_computes_without_yielding_is_computing_with_its_frame(bench_run):
+    computing = by_name(bench_run[1])["compute"]
+    slices = computing["measured"]["slices"]
+    assert slices["computing"] >= 100 and slices["blocked"] == 0
+    assert any("compute" in frame for frame in slices["longest"][0]["frames"])
+    assert "another process" in computing["fix"]
+    # the driver itself stayed cooperative: the probe's own queries did not block
+    assert computing["measured"]["blocked_ms"]["p50"] < 0.2
 
 
 def test_a_one_ms_block_per_query_is_caught_by_the_blocked_time(bench_run):

@@ -68,7 +68,7 @@ def test_preload_really_ran_wait_c_in_the_worker(pool_of_one):
 
 def test_results_record_both_sides_of_the_load(pool_of_one):
     data = pool_of_one[1]
-    assert data["mode"] == "run" and data["schema"] == "gevent-probe/2"
+    assert data["mode"] == "run" and data["schema"] == "gevent-probe/3"
     for r in data["variants"]:
         m = r["measured"]
         assert m["http"]["scenario"] == "mixed"
