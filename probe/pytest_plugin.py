@@ -1,4 +1,4 @@
-"""A guard in your own test suite: fail a test that blocked the gevent hub for too long.
+"""A guard in your own test suite: fail a test in which one greenlet held the gevent hub too long.
 
     def test_concurrent_queries(hub_block_guard):
         hub_block_guard.max_ms = 20          # default 10
@@ -7,13 +7,21 @@
     @pytest.mark.hub_block_guard(max_ms=50)
     def test_slow_but_cooperative(hub_block_guard): ...
 
-The fixture runs probe.monitor's heartbeat greenlet and watchdog thread; when the test body
-ends, a stall of the hub during the body (not its fixtures' setup: they are not the code under
-test) longer than max_ms fails the test with the measured length and the
-frame that held the hub (blockbuster does this for asyncio; nothing did it for gevent). Your
-test process must be patched by gevent (monkey.patch_all() at the top of conftest.py), as
-your app is in production: the guard does not patch anything itself. This module imports
-neither gevent nor the probe's measuring code until a test asks for the fixture, so having
+    @pytest.mark.hub_block_guard(max_queue_ms=100)   # also fail on queueing (off by default)
+    def test_many_greenlets(hub_block_guard): ...
+
+The fixture runs probe.monitor's slice tracer, heartbeat and watchdog during the test body
+(not its fixtures' setup: they are not the code under test). A single greenlet run (a slice,
+switch to switch) longer than max_ms fails the test, with its length, whether the thread was
+blocked in a call or computing on the CPU, and the frames sampled while it ran
+(blockbuster does this for asyncio; nothing did it for gevent). A slice that mostly waited
+for a CPU other processes had is the machine's noise, reported but never a failure. Many
+greenlets taking short turns make the others wait too (queueing: the heartbeat's lateness):
+that is reported in the test's sections and fails only when max_queue_ms asks for it.
+
+Your test process must be patched by gevent (monkey.patch_all() at the top of conftest.py), as
+your app is in production: the guard patches nothing itself. This module imports neither
+gevent nor the probe's measuring code until a test asks for the fixture, so having
 gevent-probe installed costs other test suites nothing.
 """
 
@@ -25,17 +33,19 @@ from typing import Any
 import pytest
 
 DEFAULT_MAX_MS = 10.0
-# The watchdog samples stacks of stalls from this length on, whatever max_ms is, so that the
-# frame of the longest stall is known even when max_ms is changed during the test.
+# Slices are classified and their stacks sampled from this length on, whatever max_ms is, so
+# that the longest one is known even when max_ms is changed during the test.
 SAMPLE_FROM_MS = 2.0
 
 
 class HubBlockGuard:
-    def __init__(self, max_ms: float) -> None:
+    def __init__(self, max_ms: float, max_queue_ms: float | None = None) -> None:
         from probe.monitor import LoopMonitor
 
-        self.monitor = LoopMonitor(threshold_s=min(max_ms, SAMPLE_FROM_MS) / 1000).start()
+        threshold = min(max_ms, SAMPLE_FROM_MS) / 1000
+        self.monitor = LoopMonitor(threshold_s=threshold, sample_from_s=threshold / 2).start()
         self.max_ms = max_ms
+        self.max_queue_ms = max_queue_ms
 
     @property
     def max_ms(self) -> float:
@@ -43,47 +53,81 @@ class HubBlockGuard:
 
     @max_ms.setter
     def max_ms(self, value: float) -> None:
-        # The watchdog records stalls from its threshold on, fixed when it starts: a lower
-        # limit set later would pass stalls it never recorded.
+        # Slices are classified from the tracer's threshold on, fixed when it starts: a lower
+        # limit set later would pass slices it never recorded.
         floor = self.monitor.threshold_s * 1000
         if value < floor:
             raise ValueError(f"hub_block_guard.max_ms below {floor:g} ms: set it with "
                              f"@pytest.mark.hub_block_guard(max_ms={value:g}) instead")
         self._max_ms = value
 
-    def finish(self) -> str | None:
-        """Stop watching; the failure message if the hub stalled longer than max_ms."""
-        from probe.frames import caller_line, culprit_line
-
+    def finish(self) -> tuple[str | None, str]:
+        """Stop watching: (the failure message or None, a summary for the test's report)."""
         self.monitor.settle()
         self.monitor.stop()
-        late, stack = self.monitor.worst
-        if late * 1000 <= self.max_ms:
-            return None
-        where = culprit_line(stack) if stack else None
-        caller = caller_line(stack) if stack else None
-        lines = [f"the gevent hub was blocked for {late * 1000:.1f} ms (longest stall; "
-                 f"allowed {self.max_ms:g} ms)"]
-        if where:
-            lines.append(f"held by {where}" + (f"\ncalled from {caller}"
-                                                if caller and caller != where else ""))
-        else:
-            lines.append("the frame that held it was not sampled")
-        if stack:
-            lines += ["", "stack of the hub thread during that stall:", *stack]
-        return "\n".join(lines)
+        report = self.monitor.report()
+        slices = report.slices
+        assert slices is not None
+        held = [h for h in slices.longest if h.kind != "preempted"]
+        worst = held[0] if held else None
+        queue_ms = report.max_ms
+        summary = (f"longest greenlet run {worst.ms:.1f} ms ({worst.kind}); "
+                   if worst else "no greenlet ran longer than "
+                   f"{self.monitor.threshold_s * 1000:g} ms; ")
+        summary += (f"{slices.count:,} runs; the other greenlets waited up to {queue_ms:.1f} ms "
+                    "(queueing, from a 1 ms heartbeat)")
+        preempted = [h for h in slices.longest if h.kind == "preempted"]
+        if preempted:
+            summary += (f"; {len(preempted)} run(s) waited for a CPU other processes had "
+                        f"(up to {preempted[0].ms:.1f} ms): not counted")
+        if worst is not None and worst.ms > self.max_ms:
+            return held_message(worst, self.max_ms) + f"\n\n{summary}", summary
+        if self.max_queue_ms is not None and queue_ms > self.max_queue_ms:
+            return (f"greenlets waited up to {queue_ms:.1f} ms for the hub (allowed "
+                    f"{self.max_queue_ms:g} ms by max_queue_ms): many short runs queued, no "
+                    f"single one held it past {self.max_ms:g} ms\n\n{summary}"), summary
+        return None, summary
+
+
+def held_message(worst: Any, max_ms: float) -> str:
+    """Why a test failed: how long one greenlet held the hub, how, and where."""
+    from probe.frames import caller_line, culprit_line
+
+    how = (f"blocked: asleep in a call for {worst.off_cpu_ms:.1f} ms while holding it "
+           f"({worst.on_cpu_ms:.1f} ms on the CPU)" if worst.kind == "blocked" else
+           f"computing: {worst.on_cpu_ms:.1f} ms on the CPU without yielding")
+    who = "the hub itself (a callback)" if worst.hub else "a greenlet"
+    lines = [f"{who} held the gevent hub for {worst.ms:.1f} ms (longest run; allowed "
+             f"{max_ms:g} ms), {how}"]
+    stack = worst.stack
+    where = culprit_line(stack) if stack else None
+    caller = caller_line(stack) if stack else None
+    if worst.frames:
+        lines.append("sampled while it ran: " + "; then ".join(worst.frames))
+    if caller and caller != where:
+        lines.append(f"called from {caller}")
+    if not worst.frames:
+        lines.append("the frames that held it were not sampled"
+                     + (f"; it yielded in {worst.yielded_at}" if worst.yielded_at else ""))
+    if stack:
+        lines += ["", "stack of the hub thread, first sampled during that run:", *stack]
+    return "\n".join(lines)
 
 
 def pytest_configure(config: Any) -> None:
-    config.addinivalue_line("markers", "hub_block_guard(max_ms=10): the longest gevent hub "
-                            "stall a test using the hub_block_guard fixture may cause")
+    config.addinivalue_line("markers", "hub_block_guard(max_ms=10, max_queue_ms=None): the "
+                            "longest a greenlet may hold the gevent hub in a test using the "
+                            "hub_block_guard fixture, and optionally how long greenlets may "
+                            "queue for it")
 
 
 @pytest.fixture
 def hub_block_guard(request: Any) -> Iterator[HubBlockGuard]:
     marker = request.node.get_closest_marker("hub_block_guard")
-    max_ms = float(marker.kwargs.get("max_ms", DEFAULT_MAX_MS)) if marker else DEFAULT_MAX_MS
-    guard = HubBlockGuard(max_ms)
+    kwargs = marker.kwargs if marker else {}
+    queue = kwargs.get("max_queue_ms")
+    guard = HubBlockGuard(float(kwargs.get("max_ms", DEFAULT_MAX_MS)),
+                          float(queue) if queue is not None else None)
     request.node.stash[_GUARD] = guard
     yield guard
     guard.monitor.stop()
@@ -102,7 +146,8 @@ def pytest_runtest_call(item: Any) -> Any:
         guard.monitor.reset()
     result = yield
     if guard is not None:
-        failure = guard.finish()
+        failure, summary = guard.finish()
+        item.add_report_section("call", "hub_block_guard", summary + "\n")
         if failure:
             pytest.fail(failure, pytrace=False)
     return result
