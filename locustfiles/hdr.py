@@ -33,6 +33,9 @@ from probe.lifecycle import die_with_parent
 
 OUT_ENV = "GEVENT_PROBE_LOAD_OUT"
 REPORT_KEY = "gevent_probe_hdr"  # our entry in locust's worker -> master stats message
+# In a request's context (the open model, rate.py): the time.perf_counter() the request was
+# due; its latency then counts from there, not from when it was sent.
+INTENDED_KEY = "gevent_probe_due"
 
 
 class Recorder:
@@ -43,6 +46,7 @@ class Recorder:
         self.requests: dict[str, int] = {}
         self.failures: dict[str, int] = {}
         self.seconds: dict[str, list[Any]] = {}  # Unix second -> [histogram, requests, failures]
+        self.start_lag = stats.new_histogram()  # open model: µs each request started late
 
     def record(self, name: str, response_time_ms: float | None, failed: bool) -> None:
         self.requests[name] = self.requests.get(name, 0) + 1
@@ -57,12 +61,17 @@ class Recorder:
         self._histogram(name).record_value(value)
         second[0].record_value(value)
 
+    def record_start(self, late_s: float) -> None:
+        """Open model: a request was sent `late_s` after it was due."""
+        self.start_lag.record_value(max(1, round(late_s * 1e6)))
+
     def export(self) -> dict[str, Any]:
         return {
             "histograms": {n: stats.encode(h) for n, h in self.histograms.items()},
             "requests": dict(self.requests),
             "failures": dict(self.failures),
             "seconds": {t: [stats.encode(h), r, f] for t, (h, r, f) in self.seconds.items()},
+            "start_lag": stats.encode(self.start_lag),
         }
 
     def absorb(self, exported: dict[str, Any]) -> None:
@@ -78,12 +87,15 @@ class Recorder:
             second[0].decode_and_add(encoded.encode("ascii"))
             second[1] += requests
             second[2] += failures
+        if exported.get("start_lag"):
+            self.start_lag.decode_and_add(exported["start_lag"].encode("ascii"))
 
     def reset(self) -> None:
         self.histograms.clear()
         self.requests.clear()
         self.failures.clear()
         self.seconds.clear()
+        self.start_lag = stats.new_histogram()
 
     def timeline(self) -> list[dict[str, Any]]:
         """Per second: Unix time, requests, failures, p99 in ms."""
@@ -158,7 +170,10 @@ def _cpu_since_start() -> float:
 
 
 def _on_request(name: str, response_time: float | None, exception: BaseException | None = None,
-                **_kw: Any) -> None:
+                context: dict[str, Any] | None = None, **_kw: Any) -> None:
+    due = (context or {}).get(INTENDED_KEY)
+    if due is not None and response_time is not None:  # open model: from when it was due
+        response_time = (time.perf_counter() - due) * 1000
     RECORDER.record(name, response_time, failed=exception is not None)
 
 

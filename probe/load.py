@@ -46,6 +46,8 @@ class LoadOutcome:
 def locustfile_for(settings: Settings) -> Path:
     if settings.locustfile:
         return settings.locustfile.resolve()
+    if settings.rate:
+        return LOCUSTFILES / "rate.py"  # the scenario's routes, on a fixed schedule
     return LOCUSTFILES / f"{settings.scenario}.py"
 
 
@@ -53,8 +55,11 @@ def run_locust(settings: Settings, host: str, workdir: Path) -> LoadOutcome:
     out = workdir / "locust-hdr.json"
     duration = settings.load_s or 10.0
     files = f"{LOCUSTFILES / 'hdr.py'},{locustfile_for(settings)}"
+    # Open model: one scheduler per locust process, all started at once.
+    users, spawn = ((settings.locust_processes, settings.locust_processes) if settings.rate
+                    else (settings.users, settings.spawn_rate))
     argv = [sys.executable, "-m", "locust", "-f", files, "--headless",
-            "-u", str(settings.users), "-r", f"{settings.spawn_rate:g}",
+            "-u", str(users), "-r", f"{spawn:g}",
             "-t", f"{duration:g}s", "-H", host, "--only-summary",
             "--stop-timeout", "2", "--exit-code-on-error", "0", "--loglevel", "WARNING"]
     if settings.locust_processes > 1:
@@ -65,9 +70,14 @@ def run_locust(settings: Settings, host: str, workdir: Path) -> LoadOutcome:
         argv += ["--master-bind-host", bind_host]
         if bind_port:
             argv += ["--master-bind-port", bind_port]
+    slow_share = settings.slow_share if settings.scenario == "mixed" else 0.0
     env = {**os.environ, "GEVENT_PROBE_LOAD_OUT": str(out),
-           "GEVENT_PROBE_SLOW_SHARE": str(settings.slow_share),
-           "GEVENT_PROBE_SLOW_MS": str(settings.slow_ms)}
+           "GEVENT_PROBE_SLOW_SHARE": str(slow_share),
+           "GEVENT_PROBE_SLOW_MS": str(settings.slow_ms),
+           "GEVENT_PROBE_RATE": str(settings.rate or ""),
+           "GEVENT_PROBE_SCHEDULERS": str(settings.locust_processes),
+           "GEVENT_PROBE_DURATION_S": f"{duration:g}",
+           "GEVENT_PROBE_MAX_IN_FLIGHT": str(settings.users)}
     started = time.time()
     with open(workdir / "locust.log", "wb") as log:
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
