@@ -6,8 +6,10 @@
 is the worker's capacity. "On" is the tool as it runs: the slice tracer on every greenlet
 switch, the 1 ms heartbeat, the watchdog thread, the timed connection locks. "Off" sets
 GEVENT_PROBE_WATCH=0, which leaves the agent's routes but none of that. Runs alternate, off
-then on, so that drift hits both alike; the cost is 1 - median(on) / median(off), printed
-last, with each pair's own ratio. One embedded PostgreSQL for everything.
+then on, so that drift hits both alike. Printed: each pair, the worker's CPU per request (on a
+2-core machine shared with locust and PostgreSQL, RPS also moves with who got the cores: the
+CPU a request costs is the steadier figure), and last the RPS cost, 1 - median(on) /
+median(off). One embedded PostgreSQL for everything.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from probe import postgres, results, session
 from probe.settings import build
 
 
-def rps(database: postgres.Database, watch: bool, users: int, duration: float) -> float:
+def measure(database: postgres.Database, watch: bool, users: int, duration: float,
+            rate: float | None) -> tuple[float, float]:
+    """(RPS, the worker's CPU µs per request) of one run."""
     os.environ["GEVENT_PROBE_WATCH"] = "1" if watch else "0"
     settings = build("run", {"variants": "psycopg-binary", "scenario": "select1",
-                             "users": users, "duration": duration})
+                             "users": users, "duration": duration, "rate": rate})
     (result,) = session.run(settings, database, results.new_run_id("run")).variants
     http = result.measured.http
     if http is None or http.loadgen_saturated:
         raise SystemExit(f"the load generator could not saturate the app: {result.evidence}")
-    return http.rps
+    return http.rps, result.measured.cpu.ms_per_query * 1000
 
 
 def main() -> None:
@@ -37,26 +41,32 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=None)
     args = parser.parse_args()
-    on: list[float] = []
-    off: list[float] = []
+    on: list[tuple[float, float]] = []
+    off: list[tuple[float, float]] = []
     t0 = time.perf_counter()
     with postgres.database(None) as database:
         print(f"{database.describe()}\n")
-        print("| pair | off RPS | on RPS | on / off |")
-        print("|---|---|---|---|")
+        print("| pair | off RPS | on RPS | on / off | off CPU µs/req | on CPU µs/req |")
+        print("|---|---|---|---|---|---|")
         for pair in range(1, args.pairs + 1):
-            off.append(rps(database, False, args.users, args.duration))
-            on.append(rps(database, True, args.users, args.duration))
-            print(f"| {pair} | {off[-1]:,.0f} | {on[-1]:,.0f} | {on[-1] / off[-1]:.3f} |",
+            off.append(measure(database, False, args.users, args.duration, args.rate))
+            on.append(measure(database, True, args.users, args.duration, args.rate))
+            print(f"| {pair} | {off[-1][0]:,.0f} | {on[-1][0]:,.0f} | "
+                  f"{on[-1][0] / off[-1][0]:.3f} | {off[-1][1]:.0f} | {on[-1][1]:.0f} |",
                   flush=True)
     os.environ.pop("GEVENT_PROBE_WATCH", None)
-    ratios = [a / b for a, b in zip(on, off, strict=True)]
-    print(f"\n{time.perf_counter() - t0:.0f} s in all; pair ratios median "
+    ratios = [a[0] / b[0] for a, b in zip(on, off, strict=True)]
+    print(f"\n{time.perf_counter() - t0:.0f} s in all; pair RPS ratios median "
           f"{statistics.median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f}")
-    cost = 1 - statistics.median(on) / statistics.median(off)
-    print(f"measurement cost: {100 * cost:.1f}% of RPS (median on {statistics.median(on):,.0f}"
-          f" vs off {statistics.median(off):,.0f})")
+    cpu_on, cpu_off = (statistics.median(x[1] for x in on),
+                       statistics.median(x[1] for x in off))
+    print(f"CPU per request: median on {cpu_on:.0f} µs vs off {cpu_off:.0f} µs "
+          f"(+{100 * (cpu_on / cpu_off - 1):.1f}%: the RPS a saturated worker loses)")
+    rps_on, rps_off = statistics.median(x[0] for x in on), statistics.median(x[0] for x in off)
+    print(f"measurement cost: {100 * (1 - rps_on / rps_off):.1f}% of RPS (median on "
+          f"{rps_on:,.0f} vs off {rps_off:,.0f})")
 
 
 if __name__ == "__main__":

@@ -67,8 +67,8 @@ class TimedLock:
         self._lock = lock
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if self._lock.acquire(False):
-            STATS.record(0)
+        if self._lock.acquire(False):  # the common case, on every query: kept lean
+            STATS.acquisitions += 1
             return True
         if not blocking:
             return False
@@ -87,10 +87,13 @@ class TimedLock:
         return self._lock.locked()
 
     def __enter__(self) -> bool:
+        if self._lock.acquire(False):
+            STATS.acquisitions += 1
+            return True
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        self._lock.release()
 
 
 def instrument_psycopg() -> bool:

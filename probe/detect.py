@@ -264,7 +264,7 @@ def _slices_sentence(s: Slices) -> str:
 def _queue_sentence(m: Measurement, s: Slices) -> str:
     """What the other greenlets waited (the heartbeat), and why: queueing or held slices."""
     lag, st = m.lag_ms, m.stalls
-    text = (f"The greenlets were busy {100 * s.busy_share:.0f}% of the window; a 1 ms "
+    text = (f"The greenlets were busy {100 * s.busy_share:.0f}% of the window; a "
             f"heartbeat woke up to {lag.max:.1f} ms late (p99 {lag.p99:.2f} ms, corrected for "
             f"coordinated omission), late by more than {st.threshold_ms:g} ms {st.count} "
             f"time(s): {st.queued} queued behind short slices, "

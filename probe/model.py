@@ -45,7 +45,7 @@ class LatencySummary:
 
 @dataclass(frozen=True)
 class LagSummary:
-    """How late the 1 ms heartbeat woke, in ms, corrected for coordinated omission."""
+    """How late the heartbeat woke, in ms, corrected for coordinated omission."""
 
     p50: float
     p99: float

@@ -14,8 +14,9 @@ Three views, because each misses what the others see:
   wake is attributed to the longest slice that ran during it: held by that slice when it was
   past the threshold, else "queued" (the ready queue), or "preempted" when the thread mostly
   waited for a CPU (probe.sched). Lateness alone never decides a verdict;
-- the watchdog, a real OS thread, samples the hub thread's stack while a slice runs past
-  `sample_from`, several times for a long one: the frames that held the hub, which is the
+- the watchdog, a real OS thread, sleeps until a slice has run past `sample_from` (a kernel
+  timer the tracer keeps pushing back: probe.alarm), then samples the hub thread's stack,
+  several times for a long one: the frames that held the hub, which is the
   evidence a reader needs. It never takes a lock the hub needs, so it cannot add to the stall
   it is looking at. It is the technique of gevent's own monitor thread (gevent/_monitor.py),
   driven by the slice tracer instead of a switch counter; gevent's thread checks every 100 ms
@@ -29,15 +30,22 @@ from collections import Counter
 
 import gevent
 from gevent.monkey import get_original
+from hdrh.histogram import HdrHistogram
 
 from probe import stats
+from probe.alarm import Alarm
 from probe.model import MonitorReport, SecondLag, StallEvent
-from probe.sched import SchedStat
 from probe.slices import SliceTracer, sample_stack
 
 MAX_EVENTS = 2000  # stall events kept for the timeline (the counts stay exact beyond)
 MAX_SECONDS = 3700
 RESAMPLE_S = 0.005  # a slice still running is sampled again this often (up to MAX_SAMPLES)
+# The heartbeat's period. Its lateness is measured to the microsecond whatever the period;
+# the period sets how often it looks (a stall can be under-reported by up to one period) and
+# what it costs: waking every millisecond cost 5% of a core in an idle worker here, and 1.5%
+# of a saturated one's samples. The verdicts come from slices, so it looks every 5 ms; the
+# pytest guard, where cost does not matter, every millisecond.
+HEARTBEAT_S = 0.005
 
 _start_thread = get_original("_thread", "start_new_thread")
 _thread_sleep = get_original("time", "sleep")
@@ -45,7 +53,7 @@ _get_ident = get_original("_thread", "get_ident")
 
 
 class LoopMonitor:
-    def __init__(self, interval_s: float = 0.001, threshold_s: float = 0.01,
+    def __init__(self, interval_s: float = HEARTBEAT_S, threshold_s: float = 0.01,
                  sample_from_s: float | None = None) -> None:
         self.interval_s = interval_s
         self.threshold_s = threshold_s
@@ -54,12 +62,14 @@ class LoopMonitor:
         self.sample_from_s = sample_from_s if sample_from_s is not None else threshold_s / 2
         self._hub_ident = _get_ident()
         self.tracer = SliceTracer(threshold_s)
+        self.alarm = Alarm(poll_s=self.sample_from_s)
         self._beater: gevent.Greenlet | None = None
         self._running = False
         self.reset()
 
     def start(self) -> LoopMonitor:
         self._running = True
+        self.tracer.alarm, self.tracer.alarm_after_s = self.alarm, self.sample_from_s
         self.tracer.start()
         self._beater = gevent.spawn(self._beat)
         _start_thread(self._watch, ())
@@ -67,7 +77,10 @@ class LoopMonitor:
         return self
 
     def stop(self) -> None:
-        self._running = False
+        if self._running:
+            self._running = False
+            self.tracer.alarm = None
+            self.alarm.wake()  # the watchdog sees it must stop, and closes the alarm
         self.tracer.stop()
         if self._beater is not None:
             self._beater.kill(block=False)
@@ -75,7 +88,8 @@ class LoopMonitor:
 
     def reset(self) -> None:
         """Forget what was seen so far (between a warm-up and the measurement)."""
-        self.lag = stats.new_histogram()  # µs late, corrected for coordinated omission
+        self.lag = stats.new_histogram()  # µs late past one interval, corrected for CO
+        self._on_time = [0] * max(1, int(self.interval_s * 1e6))  # µs late, under an interval
         self.stalls = 0
         self.stalled_s = 0.0
         self.preempted_s = 0.0
@@ -83,37 +97,51 @@ class LoopMonitor:
         self.max_s = 0.0
         self.events: list[StallEvent] = []
         self.seconds: dict[int, list[float]] = {}  # Unix second -> [max lag ms, stalled ms]
+        self._unix_offset = time.time() - time.perf_counter()
         self.tracer.reset()
         self._since = time.perf_counter()
 
     # -- the heartbeat (a greenlet on the hub) --------------------------------------------------
 
     def _beat(self) -> None:
+        # Once per interval, so kept lean: the common beat is a clock read and a count; a late
+        # one is recorded in full.
         interval = self.interval_s
-        expected_us = max(1, int(interval * 1e6))
-        sched = SchedStat()
-        try:
-            usage = sched.read_ns()
-            while self._running:
-                start = time.perf_counter()
-                self.tracer.take_mark()
-                gevent.sleep(interval)
-                now = time.perf_counter()
-                # A beat that began before a reset counts only for the part after it.
-                late = min(now - start, now - self._since) - interval
-                self.lag.record_corrected_value(max(0, int(late * 1e6)), expected_us)
-                before, usage = usage, sched.read_ns()
-                self.max_s = max(self.max_s, late)
+        expected_us = len(self._on_time)
+        tracer = self.tracer
+        second, second_max = -1, 0.0
+        while self._running:
+            start = time.perf_counter()
+            tracer.mark_ns = 0  # the longest slice from here to the wake (take_mark)
+            clocks = tracer.clocks()
+            gevent.sleep(interval)
+            now = time.perf_counter()
+            # A beat that began before a reset counts only for the part after it.
+            late = min(now - start, now - self._since) - interval
+            late_us = int(late * 1e6)
+            if late_us < expected_us:
+                self._on_time[max(0, late_us)] += 1
+            else:
+                self.lag.record_corrected_value(late_us, expected_us)
+                if late > self.max_s:
+                    self.max_s = late
                 if late > self.threshold_s:
-                    self._stall(late, self._stall_kind(now - start, before, usage))
-                self._second(late, 0.0)
-        finally:  # killed at stop(): GreenletExit lands here
-            sched.close()
+                    self._stall(late, self._stall_kind(clocks))
+            now_second = int(now + self._unix_offset)
+            if now_second != second:
+                self._second(second, second_max, 0.0)
+                second, second_max = now_second, 0.0
+            second_max = max(second_max, late)
+        self._second(second, second_max, 0.0)
 
-    def _stall_kind(self, wall: float, before: tuple[int, int],
-                    after: tuple[int, int]) -> str:
+    def _stall_kind(self, before: tuple[int, int, int]) -> str:
+        """What a late beat waited for: the slice that held the hub if one was that long,
+        else the ready queue, unless the thread mostly waited for a CPU meanwhile."""
         held_ns, held_kind = self.tracer.take_mark()
-        if stall_kind(wall, before, after) == "preempted":
+        at, cpu, runq = before
+        now_cpu, now_runq = self.tracer.read_clocks()
+        wall = (time.perf_counter_ns() - at) / 1e9
+        if stall_kind(wall, (cpu, runq), (now_cpu, now_runq)) == "preempted":
             return "preempted"
         return held_kind if held_ns >= self.tracer.threshold_ns and held_kind else "queued"
 
@@ -129,15 +157,17 @@ class LoopMonitor:
         else:
             self.stalls += 1
             self.stalled_s += late
-            self._second(0.0, late)
+            self._second(int(time.time()), 0.0, late)
         if len(self.events) < MAX_EVENTS:
             self.events.append(StallEvent(t=round(time.time() - late, 4),
                                           ms=round(late * 1000, 3), kind=kind))
 
-    def _second(self, late: float, stalled: float) -> None:
-        second = self.seconds.get(int(time.time()))
+    def _second(self, t: int, late: float, stalled: float) -> None:
+        if t < 0:
+            return
+        second = self.seconds.get(t)
         if second is None and len(self.seconds) < MAX_SECONDS:
-            second = self.seconds[int(time.time())] = [0.0, 0.0]
+            second = self.seconds[t] = [0.0, 0.0]
         if second is not None:
             second[0] = max(second[0], late * 1000)
             second[1] += stalled * 1000
@@ -146,36 +176,54 @@ class LoopMonitor:
 
     def _watch(self) -> None:
         # It keeps running while a C call holds the hub, as long as that call releases the GIL
-        # (libpq waits do). It reads the tracer's current slice and hands it stacks.
-        tracer = self.tracer
-        poll = min(self.sample_from_s / 2, 0.0025)
+        # (libpq waits do). It sleeps on the alarm, which fires only once no greenlet switch
+        # happened for sample_from (probe.alarm), reads the tracer's current slice and hands
+        # it stacks, then asks to be woken again RESAMPLE_S later if that slice goes on.
+        tracer, alarm = self.tracer, self.alarm
         sample_from_ns = int(self.sample_from_s * 1e9)
         resample_ns = int(RESAMPLE_S * 1e9)
         sampled_seq, sampled_at = -1, 0
-        while self._running:
-            _thread_sleep(poll)
-            seq, start = tracer.seq, tracer.start_ns
-            now = time.perf_counter_ns()
-            if seq != tracer.seq or now - start < sample_from_ns:
-                continue
-            if seq == sampled_seq and now - sampled_at < resample_ns:
-                continue
-            stack = sample_stack(self._hub_ident)
-            if stack is not None and seq == tracer.seq:
-                tracer.add_sample(seq, stack)
-                sampled_seq, sampled_at = seq, now
+        try:
+            while self._running and alarm.wait():
+                if not self._running:
+                    break
+                seq, start = tracer.seq, tracer.start_ns
+                now = time.perf_counter_ns()
+                if seq != tracer.seq:
+                    continue
+                if now - start < sample_from_ns:  # armed as this slice began: nearly there
+                    alarm.arm((sample_from_ns - (now - start)) / 1e9 + 1e-4)
+                    continue
+                if seq == sampled_seq and now - sampled_at < resample_ns:
+                    continue
+                stack = sample_stack(self._hub_ident)
+                if stack is not None and seq == tracer.seq:
+                    tracer.add_sample(seq, stack)
+                    sampled_seq, sampled_at = seq, now
+                    alarm.arm(RESAMPLE_S)
+        finally:
+            alarm.close()
 
     # -- the report ----------------------------------------------------------------------------
 
+    def _lag(self) -> HdrHistogram:
+        hist = stats.new_histogram()
+        hist.add(self.lag)
+        for us, n in enumerate(self._on_time):
+            if n:
+                hist.record_value(max(1, us), n)
+        return hist
+
     def report(self) -> MonitorReport:
+        lag = self._lag()
         return MonitorReport(
             interval_ms=self.interval_s * 1000,
             threshold_ms=self.threshold_s * 1000,
             watched_s=round(time.perf_counter() - self._since, 6),
-            lag_hdr=stats.encode(self.lag),
+            lag_hdr=stats.encode(lag),
             stalls=self.stalls,
             stalled_ms=round(self.stalled_s * 1000, 3),
-            max_ms=round(self.max_s * 1000, 3),
+            max_ms=round(max(self.max_s * 1000, lag.get_max_value() / 1000), 3),
             kinds=dict(self.kinds),
             preempted_ms=round(self.preempted_s * 1000, 3),
             events=tuple(self.events),

@@ -43,7 +43,8 @@ class HubBlockGuard:
         from probe.monitor import LoopMonitor
 
         threshold = min(max_ms, SAMPLE_FROM_MS) / 1000
-        self.monitor = LoopMonitor(threshold_s=threshold, sample_from_s=threshold / 2).start()
+        self.monitor = LoopMonitor(interval_s=0.001, threshold_s=threshold,
+                                   sample_from_s=threshold / 2).start()
         self.max_ms = max_ms
         self.max_queue_ms = max_queue_ms
 
@@ -75,7 +76,7 @@ class HubBlockGuard:
                    if worst else "no greenlet ran longer than "
                    f"{self.monitor.threshold_s * 1000:g} ms; ")
         summary += (f"{slices.count:,} runs; the other greenlets waited up to {queue_ms:.1f} ms "
-                    "(queueing, from a 1 ms heartbeat)")
+                    "(queueing, from a heartbeat)")
         preempted = [h for h in slices.longest if h.kind == "preempted"]
         if preempted:
             summary += (f"; {len(preempted)} run(s) waited for a CPU other processes had "

@@ -12,17 +12,24 @@ other processes had the cores, which no app change would fix).
 Cost, measured on a 2-core VM: greenlet.settrace calls us on every switch; reading the wall
 clock there costs ~0.4 µs, the thread's CPU clock another 0.7 µs (a system call) and its
 scheduler record 1.1 µs. So the wall clock is read at every switch (every slice's length is
-exact), the other two at most once per `refresh_s` and always at the end of a slice longer
-than that: a held slice's split on and off the CPU is known to within `refresh_s` (1 ms),
-against a threshold of 2 ms at least. `precise()` reads them at every switch, for the probe's
-own queries, where a block of 0.5 ms per query must be measured.
+exact), the other two at most once per `refresh_s` (a quarter of the threshold: 2.5 ms by
+default) and always at the end of a slice longer than that: a held slice's split on and off
+the CPU is known to within a quarter of the shortest one that counts. `precise()` reads them at
+every switch, for the probe's own queries, where a block of 0.5 ms per query must be
+measured. All of it together costs a saturated sample app under 3% of its throughput
+(benchmarks/overhead.py).
 
 Stacks: the monitor's watchdog thread samples the hub thread's stack while a slice runs past
 `sample_from_s` (probe.monitor), and hands them to `add_sample`; a held slice keeps the
 frames sampled during it and where it finally switched out. The watchdog cannot sample while
 Python's garbage collector runs (it holds the GIL throughout), and in real apps a full
-collection is often the longest slice there is: a `gc.callbacks` hook times every collection
-that takes a millisecond or more, and names it as the slice's frame.
+collection is often the longest slice there is: the collector's counters (gc.get_count, read
+with the clocks) tell whether an older generation was collected during a held slice, which
+then names it. (A gc.callbacks hook would time it exactly, but calls Python at every young
+collection: 8% of a small app's throughput here.)
+
+The watchdog sleeps on `alarm` (probe.alarm), which the slow path pushes back at every read:
+it fires only when no switch happened for `sample_from` seconds, i.e. while one slice runs.
 """
 
 from __future__ import annotations
@@ -41,17 +48,17 @@ from typing import Any
 import greenlet
 
 from probe import stats
+from probe.alarm import Alarm
 from probe.frames import MAX_CULPRITS, MAX_LONGEST, culprit_line
 from probe.model import Connects, Culprit, HeldSlice, SecondSlices, SliceReport
 from probe.sched import SchedStat
 
 KINDS = ("blocked", "computing", "preempted")
-SMALL_US = 1024  # slices shorter than this are counted per µs in a list: no histogram call
+SMALL_NS = 1 << 20  # slices under ~1 ms are counted in 1.024 µs buckets: no histogram call
 MAX_HELD_EVENTS = 2000  # held slices kept for the timeline (the counts stay exact beyond)
 MAX_SECONDS = 3700
 MAX_SAMPLES = 4  # distinct frames sampled during one slice
 MAX_FRAMES = 20  # per stack, innermost kept
-GC_NOTED_NS = 1_000_000  # collections at least this long are named in their slice
 
 _perf_ns = time.perf_counter_ns
 _tiebreak = itertools.count()
@@ -60,17 +67,23 @@ _tiebreak = itertools.count()
 class SliceTracer:
     """Install with `start()` in the thread whose hub it watches (the main thread)."""
 
-    def __init__(self, threshold_s: float = 0.01, refresh_s: float = 0.001) -> None:
+    def __init__(self, threshold_s: float = 0.01, refresh_s: float | None = None) -> None:
         import gevent
 
         self.hub = gevent.get_hub()
         self.threshold_ns = int(threshold_s * 1e9)
-        self._refresh_ns = self._lazy_refresh_ns = int(refresh_s * 1e9)
+        # A quarter of the threshold: a held slice's split is known to within 25% of the
+        # shortest one that counts, at up to 1/refresh reads a second (2.5 ms: 400); and the
+        # watchdog's alarm (half the threshold) is pushed back twice before it could fire.
+        refresh = refresh_s if refresh_s is not None else threshold_s / 4
+        self._refresh_ns = self._lazy_refresh_ns = int(refresh * 1e9)
         self._sched = SchedStat()
         self._previous: Callable[[str, Any], Any] | None = None
         self._installed = False
         self._blocked: dict[int, int] | None = None  # precise(): id(greenlet) -> ns blocked
         self._tags: dict[int, list[int]] = {}  # id(greenlet) in a tagged call -> its stats
+        self.alarm: Alarm | None = None  # pushed back at every read (probe.monitor's watchdog)
+        self.alarm_after_s = 0.0
         self.seq = 0  # slices started so far: the watchdog's handle on "the current slice"
         self.reset()
 
@@ -79,28 +92,14 @@ class SliceTracer:
     def start(self) -> SliceTracer:
         if not self._installed:
             self._previous = greenlet.settrace(self._trace)
-            gc.callbacks.append(self._collected)
             self._installed = True
         return self
 
     def stop(self) -> None:
         if self._installed:
             greenlet.settrace(self._previous)
-            gc.callbacks.remove(self._collected)
             self._installed = False
             self._sched.close()
-
-    def _collected(self, phase: str, info: dict[str, int]) -> None:
-        """gc.callbacks: a collection that takes GC_NOTED_NS or more is kept for its slice."""
-        if phase == "start":
-            self._gc_started = _perf_ns()
-            return
-        took = _perf_ns() - self._gc_started
-        if took >= GC_NOTED_NS:
-            seq, noted = self._gc
-            total = took + (noted[1] if seq == self.seq else 0)
-            generation = max(info.get("generation", 0), noted[0] if seq == self.seq else 0)
-            self._gc = (self.seq, (generation, total))
 
     def reset(self) -> None:
         """Forget what was seen so far: the next report covers from now on."""
@@ -108,82 +107,80 @@ class SliceTracer:
         self._unix_offset = time.time_ns() - now
         self.since = now
         self.start_ns = now  # when the current slice began
-        self.on_hub = greenlet.getcurrent() is self.hub
         self._read_at = now
         self._cpu, self._runq = self._sched.read_ns()
         self._cpu0, self._runq0 = self._cpu, self._runq
         self.count = 0
         self.busy_ns = 0  # greenlets' slices (not the hub's own): the worker's busy time
-        self._small = [0] * SMALL_US
+        self._small = [0] * (SMALL_NS >> 10)
         self._large = stats.new_histogram()
         self.held_count = dict.fromkeys(KINDS, 0)
         self.held_ns = dict.fromkeys(KINDS, 0)
         self._longest: list[tuple[int, int, _Held]] = []  # min-heap of the longest
         self._events: list[HeldSlice] = []
         self._seconds: dict[int, list[int]] = {}  # Unix second -> [busy ns, held ns by kind]
-        self._second = -1
-        self._second_busy = 0
+        self._busy_seen = 0  # busy_ns already put in a second
         self.mark_ns = 0  # the longest slice since take_mark(), for the heartbeat
         self.mark_kind = ""
         self._samples: tuple[int, tuple[RawStack, ...]] = (-1, ())
-        self._gc: tuple[int, tuple[int, int]] = (-1, (0, 0))  # slice -> (generation, ns)
-        self._gc_started = 0
+        self._gc_count = gc.get_count()  # as of the last read of the clocks
         self._culprits: dict[RawFrame | str, list[Any]] = {}  # -> [held slices, first stack]
         self.connects = [0, 0, 0, 0, 0]  # calls, call ns, held ns, cpu ns, longest slice ns
 
     # -- the trace function: every switch of this thread --------------------------------------
 
     def _trace(self, event: str, args: Any) -> None:
-        if event == "switch" or event == "throw":
-            now = _perf_ns()
-            origin, target = args
-            wall = now - self.start_ns
-            hub = origin is self.hub
-            if not hub:
-                self.count += 1
-                self.busy_ns += wall
-                us = wall // 1000
-                if us < SMALL_US:
-                    self._small[us] += 1
-                else:
-                    self._large.record_value(us)
-                self._add_busy(now, wall)
-            tags = self._tags
-            tagged = tags and (id(origin) in tags or id(target) in tags)
-            if tagged or now - self._read_at >= self._refresh_ns:
-                cpu, runq = self._sched.read_ns()
-                if self._blocked is not None:
-                    asleep = (now - self._read_at) - (cpu - self._cpu) - (runq - self._runq)
-                    key = id(origin)
-                    self._blocked[key] = self._blocked.get(key, 0) + asleep
-                if wall >= self.threshold_ns:
-                    self._held(origin, hub, wall, now, cpu, runq)
-                elif wall > self.mark_ns:
-                    self.mark_ns, self.mark_kind = wall, ""
-                if tagged and id(origin) in tags:
-                    self._tagged_slice(tags[id(origin)], wall, cpu - self._cpu)
-                self._read_at, self._cpu, self._runq = now, cpu, runq
-            elif wall > self.mark_ns:
-                self.mark_ns, self.mark_kind = wall, ""
-            self.start_ns = now
-            self.seq += 1
-            self.on_hub = target is self.hub
+        # The hot path, on every switch ("switch" and "throw" both pass (origin, target)):
+        # the wall clock, a count and a bucket. Everything else waits for the slow path, which
+        # runs at most once per refresh period, and at the end of every slice longer.
+        now = _perf_ns()
+        started = self.start_ns
+        wall = now - started
+        if args[0] is not self.hub:
+            self.count += 1
+            self.busy_ns += wall
+            if wall < SMALL_NS:
+                self._small[wall >> 10] += 1  # 1.024 µs buckets: a shift, not a division
+            else:
+                self._large.record_value(wall // 1000)
+        if self._tags or now - self._read_at >= self._refresh_ns:
+            self._slow_path(args, started, now, wall)
+        self.start_ns = now
+        self.seq += 1
         if self._previous is not None:
             self._previous(event, args)
 
-    def _add_busy(self, now: int, wall: int) -> None:
-        second = (now + self._unix_offset) // 1_000_000_000
-        if second != self._second:
-            self._flush_second()
-            self._second = second
-        self._second_busy += wall
+    def _slow_path(self, args: Any, started: int, now: int, wall: int) -> None:
+        origin, target = args
+        tags = self._tags
+        tagged = id(origin) in tags or id(target) in tags
+        if not tagged and now - self._read_at < self._refresh_ns:
+            return
+        cpu, runq = self._sched.read_ns()
+        if self._blocked is not None:
+            asleep = (now - self._read_at) - (cpu - self._cpu) - (runq - self._runq)
+            key = id(origin)
+            self._blocked[key] = self._blocked.get(key, 0) + asleep
+        if wall >= self.threshold_ns:
+            self._held(origin, origin is self.hub, started, wall, now, cpu, runq)
+        elif wall > self.mark_ns:
+            self.mark_ns, self.mark_kind = wall, ""
+        if id(origin) in tags:
+            self._tagged_slice(tags[id(origin)], wall, cpu - self._cpu)
+        self._add_busy(now)
+        self._read_at, self._cpu, self._runq = now, cpu, runq
+        self._gc_count = gc.get_count()
+        if self.alarm is not None:
+            self.alarm.arm(self.alarm_after_s)
 
-    def _flush_second(self) -> None:
-        if self._second_busy and self._second >= 0:
-            entry = self._second_entry(self._second)
-            if entry is not None:
-                entry[0] += self._second_busy
-        self._second_busy = 0
+    def _add_busy(self, now: int) -> None:
+        """Busy time per Unix second, for the load window of `run`: what the greenlets ran
+        since the last read goes to the second of this read (at most a refresh period off)."""
+        second = (now + self._unix_offset) // 1_000_000_000
+        entry = self._second_entry(second)
+        if entry is not None:
+            entry[0] += self.busy_ns - self._busy_seen
+        self._busy_seen = self.busy_ns
 
     def _second_entry(self, second: int) -> list[int] | None:
         entry = self._seconds.get(second)
@@ -191,13 +188,14 @@ class SliceTracer:
             entry = self._seconds[second] = [0, 0, 0, 0]
         return entry
 
-    def _held(self, origin: Any, hub: bool, wall: int, now: int, cpu: int, runq: int) -> None:
+    def _held(self, origin: Any, hub: bool, started_ns: int, wall: int, now: int, cpu: int,
+              runq: int) -> None:
         """A slice past the threshold: classify it from the clocks read since `_read_at`,
         which is at most `refresh_s` before the slice began. That lead-in is taken off the
         time asleep (the hub may have idled then), so the split never overstates blocking.
         Stacks stay raw (file, line, function) until the report formats them: reading source
         lines here would lengthen the next slice."""
-        lead_in = self.start_ns - self._read_at
+        lead_in = started_ns - self._read_at
         on_cpu = min(cpu - self._cpu, wall)
         runq_ns = min(runq - self._runq, wall)
         asleep = max(0, (now - self._read_at) - (cpu - self._cpu) - (runq - self._runq)
@@ -209,12 +207,12 @@ class SliceTracer:
             self.mark_ns, self.mark_kind = wall, kind
         seq, sampled = self._samples
         stacks = sampled if seq == self.seq else ()
-        gc_seq, (generation, gc_ns) = self._gc
-        collector = (f"Python's garbage collector (generation {generation}): "
-                     f"{gc_ns / 1e6:.1f} ms of this slice") if gc_seq == self.seq else None
+        generation = collected_generation(self._gc_count, gc.get_count())
+        collector = (f"Python's garbage collector: a generation-{generation} collection ran "
+                     "in this slice") if generation else None
         frame = getattr(origin, "gr_frame", None)
         yielded = walk(frame) if frame is not None else ()
-        started = (self.start_ns + self._unix_offset) / 1e9
+        started = (started_ns + self._unix_offset) / 1e9
         entry = self._second_entry(int(started))
         if entry is not None:
             entry[1 + KINDS.index(kind)] += wall
@@ -247,6 +245,14 @@ class SliceTracer:
             stacks = ()
         if len(stacks) < MAX_SAMPLES:
             self._samples = (seq, (*stacks, stack))
+
+    def clocks(self) -> tuple[int, int, int]:
+        """(perf ns, CPU ns, run-queue ns) as last read: free, at most a refresh period old."""
+        return self._read_at, self._cpu, self._runq
+
+    def read_clocks(self) -> tuple[int, int]:
+        """(CPU ns, run-queue ns) of the hub thread now (call from the hub thread)."""
+        return self._sched.read_ns()
 
     def take_mark(self) -> tuple[int, str]:
         """(ns, kind) of the longest slice since the last call; kind "" under the threshold."""
@@ -298,14 +304,14 @@ class SliceTracer:
     # -- the report ---------------------------------------------------------------------------
 
     def report(self) -> SliceReport:
-        self._flush_second()
         now = _perf_ns()
+        self._add_busy(now)
         cpu, runq = self._sched.read_ns() if self._installed else (self._cpu, self._runq)
         hist = stats.new_histogram()
         hist.add(self._large)
-        for us, n in enumerate(self._small):
+        for bucket, n in enumerate(self._small):
             if n:
-                hist.record_value(max(us, 1), n)
+                hist.record_value(max(1, (bucket << 10) // 1000), n)
         longest = tuple(r.formatted() for _, _, r in sorted(self._longest, reverse=True))
         calls, call_ns, held, cpu_ns, top = self.connects
         return SliceReport(
@@ -332,6 +338,18 @@ class SliceTracer:
         ranked = sorted(self._culprits.items(), key=lambda kv: -kv[1][0])
         return tuple(Culprit(frame=_frame_text(where), count=n, stack=format_stack(stack))
                      for where, (n, stack) in ranked[:MAX_CULPRITS])
+
+
+def collected_generation(before: tuple[int, int, int], after: tuple[int, int, int]) -> int:
+    """The oldest generation collected between two gc.get_count() readings, 0 for none older
+    than the youngest. The counts are (allocations, young collections since the last middle
+    one, middle collections since the last full one): a middle collection resets the second
+    and raises the third; a full one resets both."""
+    if after[2] < before[2] or (after[2] == before[2] and after[1] < before[1]):
+        return 2
+    if after[2] > before[2]:
+        return 1
+    return 0
 
 
 def held_kind(on_cpu: int, runq: int, asleep: int) -> str:

@@ -34,9 +34,9 @@ def test_a_blocking_call_is_one_blocked_slice_measured_with_its_frame(monitor):
     # The heartbeat saw one stall, and knows the slice that held it.
     assert report.stalls == 1 and report.kinds == {"blocked": 1}
     assert 95 <= report.max_ms <= 200
-    # Corrected for coordinated omission: the stall stands for the ~100 beats it prevented.
+    # Corrected for coordinated omission: the stall stands for the beats it prevented.
     lag = stats.lag_summary(stats.decode(report.lag_hdr))
-    assert lag.samples >= 90 and lag.p50 >= 40
+    assert lag.samples >= 0.09 / monitor.interval_s and lag.p50 >= 40
 
 
 def test_code_that_computes_without_yielding_is_a_computing_slice(monitor):
