@@ -1,11 +1,21 @@
-"""Soak the gate: the same `gate --mode bench` N times in a row, as a CI runner would.
+"""Soak the CI use of the gate: save a baseline once, then gate separate runs against it.
 
-    .venv/bin/python benchmarks/gate_soak.py [--runs 20] [--controls 10]
+    .venv/bin/python benchmarks/gate_soak.py [--bench-runs 20] [--run-runs 10]
+        [--slow-runs 10] [--controls 0]
 
-Prints the false failures (exit codes other than 0 on the healthy drivers), each variant's
-p99 spread over the runs (min / median / max), any process left behind and any growth of
-the temporary files; then gates each control alone --controls times (each must exit 1 with
-its verdict).
+Bench: `gate --variants psycopg-binary,psycopg2-green,psycopg-c --save-baseline` once, then
+--bench-runs gates of unchanged code with `--baseline` (each must pass), then --slow-runs
+gates of a slower driver build (every query 2 ms longer, cooperatively: the sitecustomize in
+benchmarks/slower_driver/), each of which must be `regressed` (exit 1).
+
+Run: the same with your own app (`--app slow_app:app --chdir examples`, psycopg-binary) at a
+fixed `--rate 200`: a baseline with SLOW_APP_MS=0, --run-runs gates with 0 (must pass) and
+--slow-runs with SLOW_APP_MS=10 (must be `regressed`).
+
+Every gate is a real `gevent-probe gate` process, as CI runs it (its own PostgreSQL, 3
+interleaved repeats). Printed per gate: exit code, verdicts and the p99 ratios; then what
+was left behind, and last the false failures and the slowdowns caught. --controls N also
+gates each control alone N times (each must exit 1 with its verdict).
 """
 
 from __future__ import annotations
@@ -13,80 +23,107 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import statistics
+import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import psutil
 
-HEALTHY = "psycopg2-green,psycopg-binary,psycopg-c,psycopg-python"
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_VARIANTS = "psycopg-binary,psycopg2-green,psycopg-c"
+RUN_ARGS = ["--mode", "run", "--app", "slow_app:app", "--chdir", str(ROOT / "examples"),
+            "--variants", "psycopg-binary", "--rate", "200", "--duration", "4"]
+SLOWER_DRIVER_MS = "2"
+SLOWER_APP_MS = "10"
 CONTROLS = {"wait_c": "hub-blocking", "import-before-patch": "hub-blocking",
-            "partial-block": "hub-blocking", "spin-wait": "busy-wait"}
+            "partial-block": "hub-blocking", "compute": "computing", "spin-wait": "busy-wait"}
 LEFTOVER_MARKERS = ("gunicorn", "locust", "probe.worker", "gevent-probe-pg-")
 
 
-def gate(out: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "probe", "gate", "--mode", "bench",
-                           "--output-dir", str(out), *args],
-                          capture_output=True, text=True, timeout=900)
+def gate(args: list[str], workdir: Path, env: dict[str, str]) -> tuple[int, dict]:
+    out = workdir / f"gate-{time.monotonic_ns()}.json"
+    proc = subprocess.run([sys.executable, "-m", "probe", "gate", *args, "--json", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=workdir,
+                          env={**os.environ, **env})
+    if proc.returncode not in (0, 1):
+        print(proc.stderr.strip().splitlines()[-1:], file=sys.stderr)
+    return proc.returncode, json.loads(out.read_text()) if out.is_file() else {}
+
+
+def summary(code: int, data: dict) -> str:
+    verdicts = ", ".join(f"{v['name']} {v['verdict']}" for v in data.get("variants", []))
+    ratios = ", ".join(f"{c['variant']} {c['value']:.2f}x"
+                       for c in data.get("checks", []) if c["check"].startswith("p99-ratio"))
+    return f"exit {code}: {verdicts}; p99 ratios {ratios or '-'}"
+
+
+def soak(label: str, args: list[str], runs: int, slow_runs: int, slow_env: dict[str, str],
+         workdir: Path) -> tuple[int, int, int]:
+    """(false failures, slowdowns caught, slowdowns gated) for one mode."""
+    baseline = workdir / f"{label}-baseline.json"
+    code, data = gate([*args, "--save-baseline", str(baseline)], workdir, {})
+    print(f"\n{label}: baseline saved, {summary(code, data)}", flush=True)
+    false = 0
+    for i in range(runs):
+        code, data = gate([*args, "--baseline", str(baseline)], workdir, {})
+        false += code != 0
+        print(f"  unchanged {i + 1}/{runs}: {summary(code, data)}", flush=True)
+    caught = 0
+    for i in range(slow_runs):
+        code, data = gate([*args, "--baseline", str(baseline)], workdir, slow_env)
+        regressed = code == 1 and any(v["verdict"] == "regressed"
+                                      for v in data.get("variants", []))
+        caught += regressed
+        print(f"  slower {i + 1}/{slow_runs}: {summary(code, data)}", flush=True)
+    return false, caught, slow_runs
 
 
 def leftovers() -> list[str]:
     found = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        line = " ".join(p.info["cmdline"] or [])
-        if any(m in line for m in LEFTOVER_MARKERS) and "gate_soak" not in line:
-            found.append(f"{p.pid} {line[:80]}")
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if any(m in cmdline for m in LEFTOVER_MARKERS) and proc.pid != os.getpid():
+            found.append(f"{proc.pid} {cmdline[:100]}")
     return found
-
-
-def temp_files() -> int:
-    return len(glob.glob(f"{tempfile.gettempdir()}/gevent-probe-*"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--controls", type=int, default=10)
+    parser.add_argument("--bench-runs", type=int, default=20)
+    parser.add_argument("--run-runs", type=int, default=10)
+    parser.add_argument("--slow-runs", type=int, default=10)
+    parser.add_argument("--controls", type=int, default=0)
     args = parser.parse_args()
-    out = Path(tempfile.mkdtemp(prefix="soak-"))
-    files_before = temp_files()
-    p99s: dict[str, list[float]] = defaultdict(list)
-    failures, seconds = [], []
-    for i in range(args.runs):
-        t0 = time.perf_counter()
-        proc = gate(out / f"healthy-{i}", "--variants", HEALTHY)
-        seconds.append(time.perf_counter() - t0)
-        if proc.returncode != 0:
-            failures.append(f"run {i + 1}: exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
-        for results in (out / f"healthy-{i}").glob("*/results.json"):
-            for v in json.loads(results.read_text())["variants"]:
-                p99s[v["name"]].append(v["measured"]["db"]["latency_ms"]["p99"])
-        print(f"run {i + 1}/{args.runs}: exit {proc.returncode} in {seconds[-1]:.1f} s",
-              flush=True)
-    print(f"\ngate --mode bench --variants {HEALTHY} (3 interleaved repeats each), "
-          f"{args.runs} runs: {len(failures)} false failure(s); "
-          f"median {statistics.median(seconds):.1f} s per gate")
-    for line in failures:
-        print(f"  {line}")
-    print("\n| variant | p99 min | median | max (ms) |\n|---|---|---|---|")
-    for name, values in p99s.items():
-        print(f"| {name} | {min(values):.3f} | {statistics.median(values):.3f} | "
-              f"{max(values):.3f} |")
-    print(f"\nleft running: {leftovers() or 'nothing'}; temporary files: {files_before} "
-          f"before, {temp_files()} after")
-    if args.controls:
-        print(f"\neach control gated alone, {args.controls} times:")
-        for control, verdict in CONTROLS.items():
-            right = 0
-            for i in range(args.controls):
-                proc = gate(out / f"{control}-{i}", "--variants", control, "--repeat", "1")
-                right += proc.returncode == 1 and f"verdict: {verdict}" in proc.stderr
-            print(f"  {control}: exit 1 with {verdict}, {right} of {args.controls}", flush=True)
+    t0 = time.perf_counter()
+    temp_before = set(glob.glob("/tmp/gevent-probe-*"))
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="gate-soak-") as tmp:
+        workdir = Path(tmp)
+        slower = {"PYTHONPATH": str(ROOT / "benchmarks" / "slower_driver"),
+                  "GEVENT_PROBE_SOAK_SLOWER_MS": SLOWER_DRIVER_MS}
+        results["bench"] = soak("bench", ["--mode", "bench", "--variants", BENCH_VARIANTS],
+                                args.bench_runs, args.slow_runs, slower, workdir)
+        results["run"] = soak("run", RUN_ARGS, args.run_runs, args.slow_runs,
+                              {"SLOW_APP_MS": SLOWER_APP_MS}, workdir)
+        wrong = 0
+        for _ in range(args.controls):
+            for name, expected in CONTROLS.items():
+                code, data = gate(["--variants", name, "--repeat", "1"], workdir, {})
+                got = [v["verdict"] for v in data.get("variants", [])]
+                wrong += code != 1 or got != [expected]
+        if args.controls:
+            print(f"\ncontrols gated alone {args.controls} time(s) each: {wrong} wrong")
+    left = leftovers()
+    temp_after = set(glob.glob("/tmp/gevent-probe-*"))
+    print(f"\n{time.perf_counter() - t0:.0f} s in all; processes left: {left or 'none'}; "
+          f"temporary folders left: {sorted(temp_after - temp_before) or 'none'}")
+    for label, (false, caught, slow) in results.items():
+        runs = args.bench_runs if label == "bench" else args.run_runs
+        print(f"{label}: slowdown caught as regressed in {caught} of {slow} gates")
+        print(f"{label}: false failures on unchanged code: {false} of {runs} gates")
 
 
 if __name__ == "__main__":

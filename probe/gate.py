@@ -18,12 +18,17 @@ from __future__ import annotations
 
 import dataclasses
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from probe import stats
 from probe.errors import ProbeError
 from probe.model import CheckResult, RunResult, VariantResult
 from probe.settings import Settings, parse_limits
+
+if TYPE_CHECKING:
+    from probe.compare import P99Comparison
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNTRUSTED = 0, 1, 2
 DEFAULT_RATIO = 1.2
@@ -48,20 +53,25 @@ def evaluate(result: RunResult, settings: Settings,
     named = _named(settings, result)
     checks: list[CheckResult] = []
     variants = []
+    compared = []
     for variant in result.variants:
         if variant.name not in named:
             variants.append(variant)
             checks.append(_control_check(variant))
             continue
-        variant = _compared(variant, result, settings, baseline)
-        variants.append(variant)
-        checks.append(_verdict_check(variant, settings, baseline))
-        checks += _latency_checks(variant, result.mode, settings)
+        outcome = _compared(variant, result, settings, baseline)
+        compared.append(outcome)
+        variants.append(outcome.variant)
+        checks.append(_verdict_check(outcome.variant, settings, baseline))
+        checks += outcome.checks
+        checks += _latency_checks(outcome.variant, result.mode, settings)
     checks += [CheckResult(u.name, "available", False, f"could not run here: {u.reason} "
                            f"(install: {u.hint})") for u in result.skipped if u.name in named]
     judged = dataclasses.replace(result, variants=tuple(variants), checks=tuple(checks))
     failures = tuple(f"{c.variant}: {c.check}: {c.detail}" for c in checks if not c.passed)
-    notes = environment_notes(result, baseline)
+    notes = (*environment_notes(result, baseline),
+             *resolution_notes(compared, settings.max_p99_ratio or DEFAULT_RATIO,
+                               settings.on_undecided))
     code = EXIT_UNTRUSTED if not result.trusted else EXIT_FAIL if failures else EXIT_PASS
     return GateOutcome(judged, code, failures, notes)
 
@@ -135,11 +145,21 @@ def _latencies(v: VariantResult, mode: str, limits: dict[str | None, float],
 
 # -- comparisons ---------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Compared:
+    """One variant after its p99 comparison: maybe `regressed`, and the checks that say why."""
+
+    variant: VariantResult
+    checks: tuple[CheckResult, ...] = ()
+    comparisons: tuple[tuple[str, P99Comparison], ...] = ()  # (what, comparison)
+
+
 def _compared(v: VariantResult, result: RunResult, settings: Settings,
-              baseline: RunResult | None) -> VariantResult:
-    """The variant, `regressed` or `inconclusive` when its p99 against the baseline says so."""
+              baseline: RunResult | None) -> Compared:
+    """The variant, `regressed` when its p99 is above the limit beyond the noise, and a
+    p99-ratio check for every latency both sides recorded."""
     if baseline is None and settings.max_p99_ratio is None:
-        return v
+        return Compared(v)
     limit = settings.max_p99_ratio or DEFAULT_RATIO
     if baseline is not None:
         reference = _find(baseline, v.name)
@@ -148,38 +168,69 @@ def _compared(v: VariantResult, result: RunResult, settings: Settings,
         against = f"the baseline's {v.name}"
     else:
         if v.name == settings.baseline_variant:
-            return v
+            return Compared(v)
         reference = _find(result, settings.baseline_variant)
         if reference is None:
             raise ProbeError(f"no results for the baseline variant {settings.baseline_variant} "
                              "(--baseline-variant)")
         against = settings.baseline_variant
     if v.verdict != "healthy":
-        return v  # already a finding: the comparison would only repeat it
+        return Compared(v)  # already a finding: the comparison would only repeat it
     if reference.verdict != "healthy":
         raise ProbeError(f"{against} is {reference.verdict}: its p99 is no reference "
                          "(a driver that blocks the hub looks fast in-greenlet)")
     keys = _latency_keys(v, reference)
     if not keys:
         raise ProbeError(f"{v.name} and {against} recorded no latency in common to compare")
-    from probe import compare  # numpy and scipy: only for a gate that compares
+    from probe import compare  # scipy: only for a gate that compares
 
-    verdicts = [(compare.compare_p99(_per_repeat(v, key), _per_repeat(reference, key), limit),
-                 key) for key in keys]
-    worst = max(verdicts, key=lambda cv: ("pass", "inconclusive", "regressed").index(
-        cv[0].outcome))
-    comparison, key = worst
-    if comparison.outcome == "pass":
-        return v
-    what = "SELECT 1" if key == "db" else key.removeprefix("http:")
-    sentence = (f"{what} {comparison.reason}, against {against} "
-                f"({_what_ran(reference)}; now {_what_ran(v)}).")
-    fix = ("Compare what changed between the two runs (driver versions above); "
-           "`gevent-probe matrix` finds the release that changed it." if
-           comparison.outcome == "regressed" else
-           "Run the gate with more --repeat, or on a quieter machine.")
-    return dataclasses.replace(v, verdict=comparison.outcome, evidence=(sentence, *v.evidence),
-                               fix=fix)
+    found = tuple((_latency_name(key), compare.compare_p99(
+        _per_repeat(v, key), _per_repeat(reference, key), limit)) for key in keys)
+    checks = tuple(CheckResult(
+        v.name, "p99-ratio" if result.mode == "bench" else f"p99-ratio:{what}",
+        c.outcome == "pass" or (c.outcome == "undecided" and settings.on_undecided == "pass"),
+        f"{c.outcome}: {what} {c.reason}, against {against}",
+        value=round(c.ratio.value, 3), limit=limit) for what, c in found)
+    regressed = [(what, c) for what, c in found if c.outcome == "regressed"]
+    if not regressed:
+        return Compared(v, checks, found)
+    what, worst = max(regressed, key=lambda wc: wc[1].ratio.low)
+    sentence = (f"{what} {worst.reason}, against {against} ({_what_ran(reference)}; now "
+                f"{_what_ran(v)}).")
+    fix = ("Compare what changed between the two runs (driver versions above, your app's "
+           "code); `gevent-probe matrix` finds the release that changed it.")
+    return Compared(dataclasses.replace(v, verdict="regressed", evidence=(sentence, *v.evidence),
+                                        fix=fix), checks, found)
+
+
+def resolution_notes(compared: Sequence[Compared], limit: float,
+                     on_undecided: str) -> list[str]:
+    """Once per gate: when the limit asked for is finer than what the repeats can resolve on
+    this machine, say what they resolve, what that means, and what would resolve the limit."""
+    from probe import compare
+
+    coarse = [(c.variant.name, what, cmp) for c in compared for what, cmp in c.comparisons
+              if cmp.resolution is not None and cmp.resolution >= limit]
+    if not coarse:
+        return []
+    name, what, worst = max(coarse, key=lambda x: x[2].resolution or 0.0)
+    assert worst.resolution is not None
+    spread = (f"{min(worst.reference_ms):.2f}-{max(worst.reference_ms):.2f} ms over its "
+              f"{len(worst.reference_ms)} repeats")
+    needed = compare.repeats_to_resolve(worst.resolution, min(worst.repeats), limit)
+    more = (f"; about {needed} repeats a side would resolve {limit:g}x"
+            if needed and needed <= compare.MAX_REPEATS_SUGGESTED else
+            "; a quieter machine, or a wider limit, would")
+    then = "pass" if on_undecided == "pass" else "fail (--on-undecided fail)"
+    return [f"The p99 ratio limit {limit:g}x is finer than this machine resolves with these "
+            f"repeats: about {worst.resolution:.2f}x either way ({name} {what}: the reference's "
+            f"p99 ranged {spread}), so {len(coarse)} comparison(s) stayed undecided, which "
+            f"{then}; a slowdown shows as regressed only past about "
+            f"{limit * worst.resolution:.2f}x{more}."]
+
+
+def _latency_name(key: str) -> str:
+    return "SELECT 1" if key == "db" else key.removeprefix("http:")
 
 
 def _latency_keys(v: VariantResult, reference: VariantResult) -> list[str]:

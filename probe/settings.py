@@ -142,6 +142,9 @@ class Settings:
                                  ("gate",), metavar="FILE")
     save_baseline: Path | None = _opt(None, "gate: save this run as a baseline file",
                                       ("gate",), metavar="FILE")
+    on_undecided: str = _opt("pass", "gate: a p99 ratio the noise between runs leaves "
+                             "undecided passes (default: unchanged code must pass on a noisy "
+                             "runner) or fails", ("gate",), choices=("pass", "fail"))
     fail_on: str = _opt(FAIL_ON_DEFAULT, "gate: verdicts that fail (default: "
                         f"{FAIL_ON_DEFAULT})", ("gate",))
     junit: Path | None = _opt(None, "gate: write a JUnit XML report here", ("gate",),

@@ -89,6 +89,43 @@ def sampled(v, ms: float, n: int = 500):
                                repeats=(Repeat(v.verdict, 1.05, histograms),))
 
 
+def with_repeats(v, *p99_ms: float, n: int = 500):
+    """The variant with one repeat per p99 given: n SELECT 1 latencies around it."""
+    repeats = []
+    for ms in p99_ms:
+        h = stats.new_histogram()
+        h.record_value(int(ms * 500), n)  # half the p99...
+        h.record_value(int(ms * 1000), n // 50)  # ...and the tail at the p99
+        repeats.append(Repeat(v.verdict, 1.05, {"db": stats.encode(h)}))
+    return dataclasses.replace(v, repeats=tuple(repeats))
+
+
+def test_unchanged_code_on_a_noisy_machine_passes_and_says_what_it_resolves():
+    # p99 0.83-1.98 ms between runs of the same code: the spread the README's soak measured
+    baseline = run_of(with_repeats(variant("psycopg2-green"), 0.83, 1.4, 1.98))
+    now = run_of(with_repeats(variant("psycopg2-green"), 1.9, 1.2, 1.5))
+    outcome = gate.evaluate(now, build("gate", {}), baseline)
+    assert outcome.exit_code == gate.EXIT_PASS, outcome.failures
+    (check,) = [c for c in outcome.result.checks if c.check == "p99-ratio"]
+    assert check.passed and check.detail.startswith("undecided: SELECT 1 p99")
+    assert "straddles 1.2x" in check.detail
+    (note,) = [n for n in outcome.notes if "finer than this machine resolves" in n]
+    assert "ranged 0.83-1.98 ms over its 3 repeats" in note and "which pass" in note
+    strict = gate.evaluate(now, build("gate", {"on_undecided": "fail"}), baseline)
+    assert strict.exit_code == gate.EXIT_FAIL and "which fail" in " ".join(strict.notes)
+
+
+def test_a_slowdown_beyond_the_noise_is_regressed_with_its_size():
+    baseline = run_of(with_repeats(variant("psycopg-binary"), 1.0, 1.1, 0.95))
+    now = run_of(with_repeats(variant("psycopg-binary"), 3.1, 2.9, 3.3))
+    outcome = gate.evaluate(now, build("gate", {}), baseline)
+    assert outcome.exit_code == gate.EXIT_FAIL
+    (v,) = outcome.result.variants
+    assert v.verdict == "regressed" and "every one of the 3 repeats" in v.evidence[0]
+    assert "3.0" in v.evidence[0] or "3.1" in v.evidence[0]  # its size
+    assert not outcome.notes  # these repeats resolve 1.2x: nothing to warn about
+
+
 def test_a_comparison_that_cannot_mean_anything_is_an_error_not_a_pass():
     healthy = sampled(variant("psycopg-binary"), 1.0)
     blocking = sampled(variant("psycopg2-green", "hub-blocking"), 0.1)
