@@ -9,7 +9,7 @@ gates of a slower driver build (every query 2 ms longer, cooperatively: the site
 benchmarks/slower_driver/), each of which must be `regressed` (exit 1).
 
 Run: the same with your own app (`--app slow_app:app --chdir examples`, psycopg-binary) at a
-fixed `--rate 200`: a baseline with SLOW_APP_MS=0, --run-runs gates with 0 (must pass) and
+fixed `--rate 400`: a baseline with SLOW_APP_MS=0, --run-runs gates with 0 (must pass) and
 --slow-runs with SLOW_APP_MS=10 (must be `regressed`).
 
 Every gate is a real `gevent-probe gate` process, as CI runs it (its own PostgreSQL, 3
@@ -35,7 +35,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_VARIANTS = "psycopg-binary,psycopg2-green,psycopg-c"
 RUN_ARGS = ["--mode", "run", "--app", "slow_app:app", "--chdir", str(ROOT / "examples"),
-            "--variants", "psycopg-binary", "--rate", "200", "--duration", "4"]
+            "--variants", "psycopg-binary", "--rate", "400", "--duration", "8"]
 SLOWER_DRIVER_MS = "2"
 SLOWER_APP_MS = "10"
 CONTROLS = {"wait_c": "hub-blocking", "import-before-patch": "hub-blocking",

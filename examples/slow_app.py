@@ -1,9 +1,9 @@
 """A small WSGI app whose every request waits SLOW_APP_MS cooperatively: an app change to gate.
 
     gevent-probe gate --mode run --app slow_app:app --chdir examples --variants psycopg-binary \
-        --rate 200 --save-baseline baseline.json            # SLOW_APP_MS unset: 0 ms
+        --rate 400 --save-baseline baseline.json            # SLOW_APP_MS unset: 0 ms
     SLOW_APP_MS=10 gevent-probe gate --mode run --app slow_app:app --chdir examples \
-        --variants psycopg-binary --rate 200 --baseline baseline.json     # regressed, exit 1
+        --variants psycopg-binary --rate 400 --baseline baseline.json     # regressed, exit 1
 
 It serves the routes of the built-in scenarios (/select1, /sleep?ms=N) through a
 psycopg_pool. The extra wait is a gevent.sleep: cooperative, so no hub is blocked and the

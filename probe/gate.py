@@ -221,12 +221,14 @@ def resolution_notes(compared: Sequence[Compared], limit: float,
     more = (f"; about {needed} repeats a side would resolve {limit:g}x"
             if needed and needed <= compare.MAX_REPEATS_SUGGESTED else
             "; a quieter machine, or a wider limit, would")
+    undecided = sum(cmp.outcome == "undecided" for _, _, cmp in coarse)
     then = "pass" if on_undecided == "pass" else "fail (--on-undecided fail)"
+    outcome = (f"{undecided} comparison(s) stayed undecided, which {then}" if undecided else
+               "a comparison passes only well below it")
     return [f"The p99 ratio limit {limit:g}x is finer than this machine resolves with these "
             f"repeats: about {worst.resolution:.2f}x either way ({name} {what}: the reference's "
-            f"p99 ranged {spread}), so {len(coarse)} comparison(s) stayed undecided, which "
-            f"{then}; a slowdown shows as regressed only past about "
-            f"{limit * worst.resolution:.2f}x{more}."]
+            f"p99 ranged {spread}), so {outcome}; a slowdown shows as regressed only past "
+            f"about {limit * worst.resolution:.2f}x{more}."]
 
 
 def _latency_name(key: str) -> str:

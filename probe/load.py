@@ -51,9 +51,12 @@ def locustfile_for(settings: Settings) -> Path:
     return LOCUSTFILES / f"{settings.scenario}.py"
 
 
-def run_locust(settings: Settings, host: str, workdir: Path) -> LoadOutcome:
-    out = workdir / "locust-hdr.json"
-    duration = settings.load_s or 10.0
+def run_locust(settings: Settings, host: str, workdir: Path, duration_s: float | None = None,
+               label: str = "load") -> LoadOutcome:
+    """One headless locust run of `duration_s` (default: the settings' load); `label` names
+    its files in `workdir`, so that a warm-up and the measured load keep theirs apart."""
+    out = workdir / f"locust-{label}.json"
+    duration = duration_s or settings.load_s or 10.0
     files = f"{LOCUSTFILES / 'hdr.py'},{locustfile_for(settings)}"
     # Open model: one scheduler per locust process, all started at once.
     users, spawn = ((settings.locust_processes, settings.locust_processes) if settings.rate
@@ -79,7 +82,7 @@ def run_locust(settings: Settings, host: str, workdir: Path) -> LoadOutcome:
            "GEVENT_PROBE_DURATION_S": f"{duration:g}",
            "GEVENT_PROBE_MAX_IN_FLIGHT": str(settings.users)}
     started = time.time()
-    with open(workdir / "locust.log", "wb") as log:
+    with open(workdir / f"locust-{label}.log", "wb") as log:
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir,
                                 preexec_fn=die_with_parent)
@@ -88,7 +91,7 @@ def run_locust(settings: Settings, host: str, workdir: Path) -> LoadOutcome:
         finally:
             stop_group(proc, timeout=5)
     if not out.is_file():
-        tail = (workdir / "locust.log").read_text(errors="replace").strip().splitlines()
+        tail = (workdir / f"locust-{label}.log").read_text(errors="replace").strip().splitlines()
         raise ProbeError(f"locust produced no results: {tail[-1] if tail else 'no output'}")
     data = json.loads(out.read_text())
     cpu = tuple(data.get("load_cpu_s", {}).values())  # from inside, since the test began

@@ -114,6 +114,11 @@ class Settings:
                      "psycopg_pool / psycopg2.pool", RUN_LIKE, choices=("probe", "native"))
     pool_size: int = _opt(10, "run: connections per gunicorn worker (default 10)", RUN_LIKE,
                           low=1, high=1000)
+    warm_up: float | None = _opt(None, "run: seconds of unmeasured load first, so that the "
+                                 "app's pool, caches and first connections are in place "
+                                 "(default: 2 with --app; 0 for the sample app, which opens "
+                                 "its connections itself)", RUN_LIKE, low=0, high=600,
+                                 metavar="SECONDS")
     app: str | None = _opt(None, "run: your WSGI app as module:callable instead of the sample "
                            "app", RUN_LIKE, metavar="MODULE:CALLABLE")
     chdir: Path | None = _opt(None, "run: directory to import --app from (default: here)",
@@ -170,6 +175,12 @@ class Settings:
         if self.measuring_mode == "run":
             return self.duration or 10.0
         return self.duration
+
+    @property
+    def warm_up_s(self) -> float:
+        if self.warm_up is not None:
+            return self.warm_up
+        return 2.0 if self.app else 0.0
 
     @property
     def probe_budget_s(self) -> float:

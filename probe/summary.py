@@ -37,6 +37,7 @@ from probe.model import (
 )
 
 LOAD_ROUTES = ("select1", "sleep", "app")  # "app": the user's own routes (probe.apps.byo)
+START_LAG = "start_lag"  # histograms key: open model, µs each request left after it was due
 MAX_EVENTS = 2000
 
 
@@ -90,6 +91,8 @@ def from_run(*, connections: str, probes: Sequence[ProbeReport], agents: Sequenc
     histograms = _histograms(probes, monitors, loads)
     histograms.update({f"http:{name}": encoded
                        for name, encoded in load_data.get("histograms", {}).items()})
+    if target_rps and load_data.get("start_lag"):
+        histograms[START_LAG] = load_data["start_lag"]
     return Measurement(
         runtime=_worst_probe(probes).runtime,
         serialization=_serialization(probes),
@@ -191,8 +194,11 @@ def _merged_http(middle: HttpView | None, views: list[HttpView | None],
             requests=requests, failures=sum(r.failures for r in same),
             rps=round(requests / duration, 1) if duration else 0.0))
     requests = sum(r.requests for r in routes)
+    late = (stats.summarize_encoded(histograms[START_LAG]) if START_LAG in histograms
+            else middle.started_late_ms)
     return dataclasses.replace(
         middle, routes=tuple(routes), rps=round(requests / duration, 1) if duration else 0.0,
+        duration_s=duration, started_late_ms=late,
         error_rate=round(sum(r.failures for r in routes) / requests, 4) if requests else 0.0,
         loadgen_core_share=max(v.loadgen_core_share for v in present),
         loadgen_saturated=any(v.loadgen_saturated for v in present))

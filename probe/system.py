@@ -63,6 +63,9 @@ class HttpTransport:
                 diag, problems = self._diag(server)
                 phase(f"probing inside {len(diag)} worker(s)")
                 probes = self._probe(server, problems)
+                if s.warm_up_s:
+                    phase(f"warm-up: {s.warm_up_s:g} s of load, not measured")
+                    run_locust(s, server.url, workdir, s.warm_up_s, label="warm-up")
                 for pid, reply in server.each_worker("/reset").items():
                     if "failed" in reply:
                         raise ProbeError(f"worker {pid} could not open its connections before "
