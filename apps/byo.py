@@ -16,7 +16,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from probe import agent
+from probe import agent, drivers
+from probe.variants import BY_NAME
 
 
 def _user_app() -> Callable[..., Iterable[bytes]]:
@@ -28,6 +29,9 @@ def _user_app() -> Callable[..., Iterable[bytes]]:
 
 
 USER_APP = _user_app()
+# The compute control, in your app too: every request first computes without yielding.
+WORK = (drivers.computation(float(os.environ.get("GEVENT_PROBE_COMPUTE_MS") or 15))
+        if BY_NAME[os.environ["GEVENT_PROBE_VARIANT"]].compute else None)
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -35,4 +39,10 @@ def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
     if environ.get("PATH_INFO", "").startswith(agent.PREFIX + "/"):
         return probe.routes(environ, start_response)
     probe.count("app")
-    return USER_APP(environ, start_response)
+    if WORK is not None:
+        WORK()
+    try:
+        return USER_APP(environ, start_response)
+    except Exception as ex:  # gunicorn answers 500; the run says why
+        probe.app_failed(ex)
+        raise

@@ -15,7 +15,7 @@ from flask import Flask, request
 from psycopg_pool import ConnectionPool
 
 app = Flask(__name__)
-DSN = os.environ["GEVENT_PROBE_DSN"]  # the probe hands its database to the app
+DSN = os.environ["DATABASE_URL"]  # the probe hands its database to the app
 _pool: ConnectionPool | None = None
 
 

@@ -47,6 +47,8 @@ class Recorder:
         self.failures: dict[str, int] = {}
         self.seconds: dict[str, list[Any]] = {}  # Unix second -> [histogram, requests, failures]
         self.start_lag = stats.new_histogram()  # open model: µs each request started late
+        self.failed_with: dict[str, dict[str, int]] = {}  # name -> status code (or error) -> n
+        self.first_failure: dict[str, str] = {}  # name -> what the first failure said
 
     def record(self, name: str, response_time_ms: float | None, failed: bool) -> None:
         self.requests[name] = self.requests.get(name, 0) + 1
@@ -61,6 +63,11 @@ class Recorder:
         self._histogram(name).record_value(value)
         second[0].record_value(value)
 
+    def record_failure(self, name: str, status: str, text: str) -> None:
+        codes = self.failed_with.setdefault(name, {})
+        codes[status] = codes.get(status, 0) + 1
+        self.first_failure.setdefault(name, text)
+
     def record_start(self, late_s: float) -> None:
         """Open model: a request was sent `late_s` after it was due."""
         self.start_lag.record_value(max(1, round(late_s * 1e6)))
@@ -72,6 +79,8 @@ class Recorder:
             "failures": dict(self.failures),
             "seconds": {t: [stats.encode(h), r, f] for t, (h, r, f) in self.seconds.items()},
             "start_lag": stats.encode(self.start_lag),
+            "failed_with": {n: dict(c) for n, c in self.failed_with.items()},
+            "first_failure": dict(self.first_failure),
         }
 
     def absorb(self, exported: dict[str, Any]) -> None:
@@ -89,6 +98,12 @@ class Recorder:
             second[2] += failures
         if exported.get("start_lag"):
             self.start_lag.decode_and_add(exported["start_lag"].encode("ascii"))
+        for name, codes in exported.get("failed_with", {}).items():
+            mine = self.failed_with.setdefault(name, {})
+            for status, n in codes.items():
+                mine[status] = mine.get(status, 0) + n
+        for name, text in exported.get("first_failure", {}).items():
+            self.first_failure.setdefault(name, text)
 
     def reset(self) -> None:
         self.histograms.clear()
@@ -96,6 +111,8 @@ class Recorder:
         self.failures.clear()
         self.seconds.clear()
         self.start_lag = stats.new_histogram()
+        self.failed_with.clear()
+        self.first_failure.clear()
 
     def timeline(self) -> list[dict[str, Any]]:
         """Per second: Unix time, requests, failures, p99 in ms."""
@@ -170,11 +187,31 @@ def _cpu_since_start() -> float:
 
 
 def _on_request(name: str, response_time: float | None, exception: BaseException | None = None,
-                context: dict[str, Any] | None = None, **_kw: Any) -> None:
+                context: dict[str, Any] | None = None, response: Any = None,
+                **_kw: Any) -> None:
     due = (context or {}).get(INTENDED_KEY)
     if due is not None and response_time is not None:  # open model: from when it was due
         response_time = (time.perf_counter() - due) * 1000
     RECORDER.record(name, response_time, failed=exception is not None)
+    if exception is not None:
+        RECORDER.record_failure(name, *failure_of(exception, response))
+
+
+MAX_FAILURE_TEXT = 300
+
+
+def failure_of(exception: BaseException, response: Any) -> tuple[str, str]:
+    """(status code or error type, what it said): the response's first line of text, or the
+    error itself when no response came (refused, reset, timed out)."""
+    status = getattr(response, "status_code", None)
+    if status:
+        try:
+            body = " ".join(str(response.text or "").split())[:MAX_FAILURE_TEXT]
+        except Exception:  # a body that cannot be decoded says nothing more
+            body = ""
+        return str(status), f"HTTP {status}" + (f": {body}" if body else "")
+    text = f"{type(exception).__name__}: {exception}".strip().splitlines()[0]
+    return type(exception).__name__, text[:MAX_FAILURE_TEXT]
 
 
 def _on_report_to_master(client_id: str, data: dict[str, Any], **_kw: Any) -> None:

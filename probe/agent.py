@@ -22,19 +22,20 @@ from __future__ import annotations
 import importlib.abc
 import importlib.util
 import json
+import logging
 import os
 import resource
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
-from probe import connects, contention, stats
+from probe import connects, contention, drivers, stats
 from probe.measure import ProbeJob, first_line, probe
 from probe.model import AgentReport, LoadReport, to_dict
 from probe.monitor import LoopMonitor
-from probe.slices import SliceTracer
 from probe.variants import BY_NAME
 
 PREFIX = "/_probe"
@@ -54,13 +55,23 @@ class Agent:
         threshold_ms = float(os.environ.get("GEVENT_PROBE_BLOCK_THRESHOLD_MS") or 10)
         self.monitor = LoopMonitor(threshold_s=threshold_ms / 1000)
         self.driver: Any = None
+        # What the app imported itself, before the probe loads the variant's driver: gunicorn
+        # calls us once the app is loaded (under --preload, by the master, before patching).
+        when = ("in gunicorn's master, before gevent patched"
+                if os.environ.get("GEVENT_PROBE_PRELOAD") == "1" else "with the app")
+        self.app_drivers = {d.module: d for d in drivers.imported_by_app(when)}
+        self._probe_imports: frozenset[str] = frozenset()
+        self.app_error: str | None = None
+        logging.getLogger().addHandler(_FirstError(self))
         self.at_exit: list[Callable[[], Any]] = []  # the app's cleanups, after the report
         self._measured: dict[str, dict[str, Any]] = {}  # token -> probe report
+        self._importing = False
         # GEVENT_PROBE_WATCH=0 (benchmarks/overhead.py only): the routes answer, nothing is
         # watched, so that the cost of watching can be measured.
-        if os.environ.get("GEVENT_PROBE_WATCH", "1") != "0":
+        self.watching = os.environ.get("GEVENT_PROBE_WATCH", "1") != "0"
+        if self.watching:
             self.monitor.start()
-            _instrument_drivers_when_imported(self.monitor.tracer)
+        _on_driver_import(self)
         self.reset()
 
     def reset(self) -> None:
@@ -106,10 +117,27 @@ class Agent:
         """The variant's driver, loaded in this worker on first use (already loaded when the
         sample app imported it, in the worker or, under --preload, in the master)."""
         if self.driver is None:
-            from probe import drivers
-
-            self.driver = drivers.load(self.variant, self.partial_block_ms)
+            before = {m for m in DRIVER_MODULES if m in sys.modules}
+            self._importing = True
+            try:
+                self.driver = drivers.load(self.variant, self.partial_block_ms)
+            finally:
+                self._importing = False
+            self._probe_imports = frozenset(
+                m for m in DRIVER_MODULES if m in sys.modules and m not in before)
         return self.driver
+
+    def driver_imported(self, name: str) -> None:
+        """A driver module was just imported: by the app during a request, unless by us."""
+        if not self._importing and name not in self.app_drivers:
+            for found in drivers.imported_by_app("during requests"):
+                if found.module == name:
+                    self.app_drivers[name] = found
+
+    def app_failed(self, ex: BaseException) -> None:
+        """The app raised (or logged) an exception: keep the first, with where it came from."""
+        if self.app_error is None:
+            self.app_error = describe_exception(ex)
 
     def measure(self, token: str, concurrency: int, sleep_ms: float, rounds: int) -> dict:
         if token not in self._measured:
@@ -121,6 +149,7 @@ class Agent:
 
     def diag(self) -> dict[str, Any]:
         return {"pid": self.pid, "variant": self.variant.name,
+                "app_drivers": [to_dict(d) for d in self.app_drivers.values()],
                 "runtime": to_dict(self.ensure_driver().runtime())}
 
     def report(self) -> AgentReport:
@@ -135,7 +164,9 @@ class Agent:
             first_error=self.first_error,
             lock=contention.STATS.report() if "psycopg" in sys.modules else None)
         return AgentReport(pid=self.pid, requests=dict(self.requests), errors=dict(self.errors),
-                           monitor=self.monitor.report(), load=load)
+                           monitor=self.monitor.report(), load=load,
+                           app_drivers=tuple(self.app_drivers.values()),
+                           app_error=self.app_error)
 
     def dump(self) -> str | None:
         """Write the report to $GEVENT_PROBE_STATS_DIR/worker-<pid>.json, atomically."""
@@ -207,12 +238,12 @@ def dump_if_started() -> None:
                 continue
 
 
-class _InstrumentOnImport(importlib.abc.MetaPathFinder):
-    """Instrument a driver as soon as an app imports it lazily (the usual #919 shape: a
-    module-level singleton connection created on the first request)."""
+class _OnDriverImport(importlib.abc.MetaPathFinder):
+    """Tell the agent as soon as a driver is imported, by the probe or lazily by the app (the
+    usual #919 shape: a module-level singleton connection created on the first request)."""
 
-    def __init__(self, instrument: Callable[[], None]) -> None:
-        self.instrument = instrument
+    def __init__(self, imported: Callable[[str], None]) -> None:
+        self.imported = imported
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
         if name not in DRIVER_MODULES:
@@ -226,29 +257,61 @@ class _InstrumentOnImport(importlib.abc.MetaPathFinder):
             return spec
         exec_module = spec.loader.exec_module
 
-        def exec_then_instrument(module: Any) -> None:
+        def exec_then_tell(module: Any) -> None:
             exec_module(module)
             sys.modules[name] = module
-            self.instrument()
+            self.imported(name)
 
-        spec.loader.exec_module = exec_then_instrument  # type: ignore[method-assign]
+        spec.loader.exec_module = exec_then_tell  # type: ignore[method-assign]
         return spec
 
 
 DRIVER_MODULES = ("psycopg", "psycopg2")
 
 
-def _instrument_drivers_when_imported(tracer: SliceTracer) -> None:
-    """psycopg's connection lock timed (probe.contention) and every driver's connect counted
-    (probe.connects): now for the drivers already imported, and at import for the others."""
-    def instrument() -> None:
-        contention.instrument_psycopg()
-        connects.instrument(tracer)
+def _on_driver_import(agent: Agent) -> None:
+    """The drivers already imported, and each one imported later: psycopg's connection lock
+    timed (probe.contention) and every connect counted (probe.connects) when the agent
+    watches; the app's own imports recorded either way."""
+    def imported(name: str | None = None) -> None:
+        if agent.watching:
+            contention.instrument_psycopg()
+            connects.instrument(agent.monitor.tracer)
+        if name is not None:
+            agent.driver_imported(name)
 
-    instrument()
-    if not all(name in sys.modules for name in DRIVER_MODULES) and not any(
-            isinstance(f, _InstrumentOnImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _InstrumentOnImport(instrument))
+    imported()
+    if not any(isinstance(f, _OnDriverImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _OnDriverImport(imported))
+
+
+class _FirstError(logging.Handler):
+    """The first exception the app logged (Flask, Django and most frameworks log the ones
+    they turn into a 500), so that failed requests come with their cause."""
+
+    def __init__(self, agent: Agent) -> None:
+        super().__init__(logging.ERROR)
+        self.agent = agent
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.agent.app_failed(record.exc_info[1])
+
+
+def describe_exception(ex: BaseException) -> str:
+    """'KeyError: 'DATABASE_URL' (File "app.py", line 12, in view)': the innermost frame of
+    the app's own code, else the innermost one."""
+    frames = traceback.extract_tb(ex.__traceback__)
+    own = [f for f in frames if not any(p in f.filename for p in _LIBRARY_PARTS)]
+    where = (own or frames)[-1:]
+    text = f"{type(ex).__name__}: {ex}".strip().splitlines()[0]
+    if where:
+        f = where[0]
+        text += f' (File "{f.filename}", line {f.lineno}, in {f.name})'
+    return text
+
+
+_LIBRARY_PARTS = ("/site-packages/", "/dist-packages/", "/lib/python3", "/probe/")
 
 
 def respond(start_response: StartResponse, status: str, body: str | bytes,

@@ -58,10 +58,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _add_flag(cmd: argparse.ArgumentParser, f: Any) -> None:
-    from probe.settings import kind_of
+    from probe.settings import flag_name, kind_of
 
     meta = f.metadata
-    names = ["--" + f.name.replace("_", "-").replace("json-path", "json")]
+    names = [flag_name(f)]
     if meta["short"]:
         names.append(meta["short"])
     kind = kind_of(f)
@@ -82,8 +82,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except ProbeError as ex:
         print(f"gevent-probe: error: {ex}", file=sys.stderr)
         code = EXIT_USAGE
+    except Interrupted as ex:
+        print(f"gevent-probe: {ex}", file=sys.stderr)
+        code = EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("gevent-probe: interrupted; everything it started was stopped", file=sys.stderr)
+        print("gevent-probe: interrupted before anything was measured; everything it started "
+              "was stopped", file=sys.stderr)
         code = EXIT_INTERRUPTED
     sys.exit(code)
 
@@ -120,7 +124,7 @@ def _measure(args: argparse.Namespace) -> int:
     settings = _settings(args)
     select(settings.variants, settings.measuring_mode)  # unknown names fail before any server
     result, path = measure(settings)
-    print(fmt.results_table(result, color=sys.stdout.isatty()), end="")
+    print(fmt.results_table(result, color=sys.stdout.isatty(), width=_width()), end="")
     print(f"results: {path}\nreport:  {path.parent / 'report.html'}")
     return _exit_code(result)
 
@@ -132,17 +136,41 @@ def measure(settings: Any, reports: bool = True) -> tuple[Any, Path]:
 
     run_id, path = results.prepare(settings.output_dir, settings.json_path,
                                    settings.measuring_mode)
-    with results.removed_if_unused(path.parent), postgres.database(settings.dsn) as database:
-        if settings.measuring_mode == "run":
-            from probe.system import check_app
+    written: list[Any] = []  # the last partial result on disk, for an interrupted run
 
-            check_app(settings, database.dsn)
-        with _progress() as progress:
-            result = session.run(settings, database, run_id, progress,
-                                 sink=lambda partial: results.write(partial, path))
+    def sink(partial: Any) -> None:
+        results.write(partial, path)
+        written[:] = [partial]
+
+    try:
+        with results.removed_if_unused(path.parent), \
+                postgres.database(settings.dsn) as database:
+            app = None
+            if settings.measuring_mode == "run":
+                from probe.system import check_app
+
+                app = check_app(settings, database.dsn)
+            with _progress() as progress:
+                result = session.run(settings, database, run_id, progress, sink=sink, app=app)
+    except KeyboardInterrupt:
+        if written:
+            write_all(written[0], path)
+            raise Interrupted(_interrupted(written[0], path)) from None
+        raise
     if reports:
         write_all(result, path)
     return result, path
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) after some variants were measured: what was kept, and where."""
+
+
+def _interrupted(result: Any, path: Path) -> str:
+    done = ", ".join(v.name for v in result.variants) or "none"
+    return (f"interrupted after {len(result.variants)} variant(s) ({done}); everything it "
+            f"started was stopped. {path} holds what was measured (complete: false), "
+            f"with {path.parent / 'report.md'} and {path.parent / 'report.html'}")
 
 
 def write_all(result: Any, path: Path) -> None:
@@ -176,8 +204,9 @@ def _gate(args: argparse.Namespace) -> int:
     outcome = gate.evaluate(result, settings, baseline)
     if path is not None:
         write_all(outcome.result, path)
-    print(fmt.results_table(outcome.result, color=sys.stdout.isatty()), end="")
-    print(fmt.checks_table(outcome.result, outcome.notes, color=sys.stdout.isatty()), end="")
+    print(fmt.results_table(outcome.result, color=sys.stdout.isatty(), width=_width()), end="")
+    print(fmt.checks_table(outcome.result, outcome.notes, color=sys.stdout.isatty(),
+                           width=_width()), end="")
     if path is not None:
         print(f"results: {path}\nreport:  {path.parent / 'report.html'}")
     _ci_outputs(outcome, settings)
@@ -224,7 +253,7 @@ def _selftest(args: argparse.Namespace) -> int:
     flags["queries"] = flags.get("queries") or 100
     settings = build("selftest", flags, args.config)
     result, path = measure(settings)
-    print(fmt.results_table(result, color=sys.stdout.isatty()), end="")
+    print(fmt.results_table(result, color=sys.stdout.isatty(), width=_width()), end="")
     from probe.variants import BY_NAME
 
     wrong = [f"{r.name} gave {r.verdict}, expected {BY_NAME[r.name].expected}"
@@ -251,7 +280,7 @@ def _matrix(args: argparse.Namespace) -> int:
         result = matrix.run(settings, database, run_id, versions, progress,
                             sink=lambda partial: results.write(partial, path))
     write_all(result, path)
-    print(fmt.matrix_table(result, color=sys.stdout.isatty()), end="")
+    print(fmt.matrix_table(result, color=sys.stdout.isatty(), width=_width()), end="")
     print(f"results: {path}\nreport:  {path.parent / 'report.html'}")
     untrusted = [f"{v.version}: {p}" for v in result.versions
                  for p in (*v.control_problems, *([v.aborted] if v.aborted else []))]
@@ -263,6 +292,16 @@ def _matrix(args: argparse.Namespace) -> int:
         print("gevent-probe: error: no version could be measured here", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
+
+
+def _width() -> int | None:
+    """COLUMNS when set, the terminal's width on a terminal; None (nothing cut) otherwise."""
+    import os
+    import shutil
+
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
 def _exit_code(result: Any) -> int:
@@ -300,7 +339,8 @@ def _variants(args: argparse.Namespace) -> int:
     from probe import format as fmt
     from probe.availability import check_all
 
-    print(fmt.variants_table(check_all(args.mode), color=sys.stdout.isatty()), end="")
+    print(fmt.variants_table(check_all(args.mode), args.mode, color=sys.stdout.isatty(),
+                              width=_width()), end="")
     return EXIT_OK
 
 

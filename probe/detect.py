@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from probe import thresholds as t
-from probe.model import Measurement, Runtime, Slices
+from probe.model import HttpView, Measurement, Runtime, Slices
 
 COOPERATIVE_PSYCOPG_WAITS = ("wait_poll", "wait_epoll", "wait_select", "wait_selector")
 
@@ -109,9 +109,10 @@ def untrustworthy(m: Measurement, own_app: bool = False) -> list[str]:
                             f"a core (limit {100 * t.LOADGEN_SATURATION:.0f}%): it measured "
                             "itself, not the app.")
         if m.http.error_rate > t.MAX_ERROR_RATE:
-            problems.append(f"{100 * m.http.error_rate:.1f}% of HTTP requests failed, above 1%"
-                            + (f"; first error in the app: {m.db.first_error}."
-                               if m.db.first_error else "."))
+            problems.append(f"{100 * m.http.error_rate:.1f}% of HTTP requests failed, above "
+                            f"1%: {failed_requests(m.http)}"
+                            + (f"; first error in the app: {m.db.first_error}"
+                               if m.db.first_error else "") + ".")
     attempts = m.db.queries + m.db.errors
     if attempts and m.db.errors / attempts > t.MAX_ERROR_RATE:
         problems.append(f"{m.db.errors} of {attempts} queries failed "
@@ -126,9 +127,26 @@ def untrustworthy(m: Measurement, own_app: bool = False) -> list[str]:
     return problems
 
 
+def failed_requests(http: HttpView) -> str:
+    """Which routes failed, with what, and what the app raised: the cause, in one line."""
+    parts = []
+    for r in http.routes:
+        if r.failures:
+            codes = ", ".join(f"{n:,} x {code}" for code, n in sorted(
+                r.failed_with.items(), key=lambda kv: -kv[1])) or f"{r.failures:,}"
+            parts.append(f"{r.name} {codes}" + (f" ({r.first_failure})" if r.first_failure
+                                                 else ""))
+    text = "; ".join(parts) or "no route said why"
+    if http.app_error:
+        text += f"; the app raised {http.app_error}"
+    return text
+
+
 def _rerun_fix(m: Measurement) -> str:
     if m.http is not None and m.http.loadgen_saturated:
         return "Give locust more cores with --locust-processes N, or fewer --users."
+    if m.http is not None and m.http.error_rate > t.MAX_ERROR_RATE:
+        return requests_failed_fix(m.http)
     if any("died" in p for p in m.problems):
         return ("Look at the worker's log for why it died (memory, a crash in the driver), "
                 "then run again.")
@@ -438,6 +456,20 @@ def busy_wait_fix(rt: Runtime) -> str:
     return (f"The wait function {rt.wait_function} polls without blocking: remove it and let "
             "psycopg use its default under gevent (wait_poll, which blocks in the hub with a "
             "timeout), or wait with gevent.select / gevent.socket.wait_read.")
+
+
+def requests_failed_fix(http: HttpView) -> str:
+    codes = {code for r in http.routes for code in r.failed_with}
+    if codes and codes <= {"404", "405"}:
+        return ("The app does not serve the routes the load calls: the built-in scenarios call "
+                "GET /select1 and GET /sleep?ms=N; give your own scenario with --locustfile.")
+    if codes and all(not code.isdigit() for code in codes):
+        return ("The app did not answer (connections refused or reset): look at gunicorn's "
+                "errors in the run's folder, or run the app by hand under gunicorn -k gevent.")
+    return ("Make the app answer under the probe: it runs in gunicorn gevent workers with "
+            "GEVENT_PROBE_DSN and DATABASE_URL (a postgresql:// URI) naming the probe's "
+            "database; the error above is what it raised or answered (see `gevent-probe run "
+            "--help`).")
 
 
 def contention_fix(rt: Runtime) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from probe.model import Runtime
+from probe.model import AppDriver, Runtime
 from probe.variants import Variant
 
 
@@ -237,6 +237,23 @@ def describe(variant: Variant, module: Any) -> Runtime:
         psycogreen=callback is not None and "psycogreen" in _callback_name(callback),
         patched_before_import=_PATCHED_AT_IMPORT.get("psycopg2") is not False,
     )
+
+
+def imported_by_app(when: str, skip: frozenset[str] = frozenset()) -> list[AppDriver]:
+    """The drivers in this process now, as the app loaded them (`skip`: those the probe
+    imported itself). Reads what is there; imports nothing."""
+    found = []
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and "psycopg" not in skip and hasattr(psycopg, "pq"):
+        waiting = sys.modules.get("psycopg.waiting")
+        wait = getattr(getattr(waiting, "wait", None), "__name__", "?")
+        found.append(AppDriver("psycopg", psycopg.__version__, psycopg.pq.__impl__, wait, when))
+    psycopg2 = sys.modules.get("psycopg2")
+    if psycopg2 is not None and "psycopg2" not in skip and hasattr(psycopg2, "extensions"):
+        callback = psycopg2.extensions.get_wait_callback()
+        wait = _callback_name(callback) if callback else "none (libpq blocks)"
+        found.append(AppDriver("psycopg2", psycopg2.__version__.split()[0], "c", wait, when))
+    return found
 
 
 def _callback_name(callback: Any) -> str:

@@ -40,6 +40,26 @@ def scrub(text: str, dsn: str | None) -> str:
     return redact(text)
 
 
+def as_uri(dsn: str) -> str:
+    """The same connection as a postgresql:// URI (what DATABASE_URL holds by convention, and
+    what SQLAlchemy, Django's dj-database-url and libpq all read); a URI is kept as it is."""
+    if dsn.startswith(("postgres://", "postgresql://")):
+        return dsn
+    from urllib.parse import quote, urlencode
+
+    from psycopg2.extensions import parse_dsn
+
+    params = dict(parse_dsn(dsn))
+    user = quote(params.pop("user", ""), safe="")
+    password = params.pop("password", None)
+    auth = f"{user}:{quote(password, safe='')}@" if password else (f"{user}@" if user else "")
+    host, port = params.pop("host", ""), params.pop("port", "")
+    dbname = quote(params.pop("dbname", ""), safe="")
+    where = f"{host}:{port}" if port else host
+    query = f"?{urlencode(params)}" if params else ""
+    return f"postgresql://{auth}{where}/{dbname}{query}"
+
+
 def describe(dsn: str) -> str:
     """host:port/dbname as user, for humans; no password."""
     try:

@@ -15,8 +15,12 @@ STYLE = {"healthy": "green", "hub-blocking": "bold red", "busy-wait": "bold mage
          "inconclusive": "yellow"}
 
 
-def _render(*renderables: object, color: bool, width: int) -> str:
+UNBOUNDED = 400  # redirected output: no terminal to fit, so nothing is cut
+
+
+def _render(*renderables: object, color: bool, width: int | None) -> str:
     buffer = io.StringIO()
+    width = width or UNBOUNDED
     console = Console(file=buffer, force_terminal=color, no_color=not color, width=width,
                       highlight=False, soft_wrap=False)
     for item in renderables:
@@ -28,25 +32,26 @@ def verdict_cell(r: VariantResult) -> str:
     return f"[{STYLE.get(r.verdict, '')}]{r.verdict}[/]"
 
 
-def results_table(run: RunResult, color: bool = False, width: int = 170) -> str:
+def results_table(run: RunResult, color: bool = False, width: int | None = None) -> str:
     """A row per variant, verdict first; the columns of `run` when it was a run."""
     is_run = run.mode == "run"
-    table = Table(title=f"gevent-probe {run.mode} — {run.environment.get('database', '')}",
+    command = run.command.split()[1] if len(run.command.split()) > 1 else run.mode
+    table = Table(title=f"gevent-probe {command} — {run.environment.get('database', '')}",
                   title_justify="left")
     columns = [("variant", "left"), ("verdict", "left"), ("wait", "left")]
-    columns += ([("RPS", "right"), ("select1 avg", "right"), ("p99", "right"),
-                 ("slow p99", "right")] if is_run else
+    columns += ([("RPS", "right"), ("route", "left"), ("avg ms", "right"), ("p99 ms", "right"),
+                 ("other p99", "right")] if is_run else
                 [("driver", "left"), ("avg ms", "right"), ("p99 ms", "right"), ("qps", "right")])
     columns += [("sleeps", "right"), ("blocked", "right"), ("cpu burn", "right"),
                 ("held", "right"), ("busy", "right"), ("lock wait", "right")]
     if is_run:
-        columns += [("workers", "right"), ("locust cpu", "right")]
+        columns += [("requests/worker", "right"), ("locust cpu", "right")]
     for header, justify in columns:
         table.add_column(header, justify=justify, no_wrap=True)
     for r in run.variants:
         table.add_row(*_row(r, is_run))
     note = ("latencies in ms over HTTP (our HdrHistogram); sleeps: the in-worker probe; "
-            "workers: requests each served\n" if is_run else
+            "requests/worker: what each gunicorn worker served\n" if is_run else
             "latencies: SELECT 1 timed in-greenlet; sleeps: probe wall / sleep; blocked: "
             "median ms a query held the hub off-CPU\n")
     note += ("held: share of the load in slices past the threshold (blocked or computing); "
@@ -58,15 +63,14 @@ def _row(r: VariantResult, is_run: bool) -> list[str]:
     m = r.measured
     lock = f"{100 * m.contention.wait_share:.0f}%" if m.contention else "-"
     cells = [r.name, verdict_cell(r), m.runtime.wait_function.rsplit(".", 1)[-1]]
-    if is_run and m.http is not None:
-        select1 = next((x for x in m.http.routes if x.name == "select1"), None)
-        slow = next((x for x in m.http.routes if x.name != "select1"), None)
-        cells += [f"{m.http.rps:,.0f}",
-                  f"{select1.latency_ms.avg:.1f}" if select1 else "-",
-                  f"{select1.latency_ms.p99:.1f}" if select1 else "-",
-                  f"{slow.latency_ms.p99:.1f}" if slow else "-"]
+    if is_run and m.http is not None and m.http.routes:
+        # the route most requests went to, and the worst p99 of the others
+        main = max(m.http.routes, key=lambda x: x.requests)
+        others = [x.latency_ms.p99 for x in m.http.routes if x is not main]
+        cells += [f"{m.http.rps:,.0f}", escape(main.name), f"{main.latency_ms.avg:.1f}",
+                  f"{main.latency_ms.p99:.1f}", f"{max(others):.1f}" if others else "-"]
     elif is_run:
-        cells += ["-", "-", "-", "-"]
+        cells += ["-", "-", "-", "-", "-"]
     else:
         cells += [f"{m.runtime.driver} {m.runtime.driver_version}",
                   f"{m.db.latency_ms.avg:.3f}", f"{m.db.latency_ms.p99:.3f}", f"{m.db.qps:,.0f}"]
@@ -87,7 +91,7 @@ def _slice_cells(m: Measurement) -> list[str]:
 
 
 def checks_table(run: RunResult, notes: tuple[str, ...] = (), color: bool = False,
-                 width: int = 170) -> str:
+                 width: int | None = None) -> str:
     """The gate's checks, a row each, failures first."""
     table = Table(title="gevent-probe gate — checks", title_justify="left")
     for header in ("variant", "check", "result", "detail"):
@@ -101,8 +105,11 @@ def checks_table(run: RunResult, notes: tuple[str, ...] = (), color: bool = Fals
 
 def details(run: RunResult) -> str:
     lines: list[str] = []
+    if run.app is not None:
+        lines.append(f"\nyour app: {run.app.described()}")
     for r in run.variants:
         if r.verdict == "healthy":
+            lines.extend(f"\n{r.name}: note: {note}" for note in r.notes)
             continue
         note = ""
         if r.control:
@@ -110,6 +117,7 @@ def details(run: RunResult) -> str:
                 f" (control: expected {r.expected})"
         lines.append(f"\n{r.name}: {r.verdict}{note}")
         lines.extend(f"  - {sentence}" for sentence in r.evidence)
+        lines.extend(f"  note: {note}" for note in r.notes)
         if r.fix:
             lines.append(f"  fix: {r.fix}")
     lines.extend(_skipped_lines(run.skipped))
@@ -130,12 +138,17 @@ def controls_line(run: RunResult) -> str:
     if run.control_problems:
         return ("\nWARNING controls not flagged as expected: " + "; ".join(run.control_problems)
                 + " — the detectors cannot be trusted on this machine.")
+    if len(checked) == 1:
+        return f"\ncontrols: {checked[0].name} flagged as expected"
     return f"\ncontrols: all {len(checked)} flagged as expected"
 
 
-def variants_table(rows: list, color: bool = False, width: int = 140) -> str:
+def variants_table(rows: list, mode: str, color: bool = False,
+                   width: int | None = None) -> str:
     """`gevent-probe variants`: what each variant is and what it really loads here."""
-    table = Table(title="gevent-probe variants", title_justify="left")
+    other = "run" if mode == "bench" else "bench"
+    table = Table(title=f"gevent-probe variants of {mode} (--mode {other} for {other}'s)",
+                  title_justify="left")
     for header in ("variant", "expected", "available", "runs", "description"):
         table.add_column(header, no_wrap=header != "description")
     notes = []
@@ -152,7 +165,7 @@ def variants_table(rows: list, color: bool = False, width: int = 140) -> str:
     return text + "".join(f"\n{note}\n" for note in notes)
 
 
-def matrix_table(result: MatrixResult, color: bool = False, width: int = 170) -> str:
+def matrix_table(result: MatrixResult, color: bool = False, width: int | None = None) -> str:
     """Versions down, variants across: verdict, p99, serialisation and wait function."""
     names = list(dict.fromkeys(v.name for vr in result.versions for v in vr.variants))
     table = Table(title=f"gevent-probe matrix — {result.package}", title_justify="left")

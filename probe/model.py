@@ -232,6 +232,8 @@ class RouteStats:
     rps: float
     locust_p50_ms: float | None = None
     locust_p99_ms: float | None = None
+    failed_with: dict[str, int] = field(default_factory=dict)  # status code (or error) -> n
+    first_failure: str | None = None  # what the first failed request got back
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,7 @@ class HttpView:
     timeline: tuple[Second, ...] = ()
     started: float = 0.0  # Unix time locust started the test: stall events are placed against it
     target_rps: float | None = None  # --rate: the open model's schedule; None: closed model
+    app_error: str | None = None  # the first exception the app raised or logged, and where
     started_late_ms: LatencySummary | None = None  # --rate: how late requests left, vs due
 
     @property
@@ -294,6 +297,35 @@ class Runtime:
 
 
 @dataclass(frozen=True)
+class AppDriver:
+    """A driver the user's app imported itself (not the probe), as its worker reported it."""
+
+    module: str  # "psycopg" or "psycopg2"
+    version: str
+    impl: str  # psycopg: binary, c or python; psycopg2: c
+    wait_function: str
+    when: str  # "with the app" (at its import) or "during requests" (imported lazily)
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    """The user's app of `run --app`, and the drivers it loaded."""
+
+    target: str  # module:callable
+    drivers: tuple[AppDriver, ...] = ()
+
+    def uses(self, driver: str) -> bool:
+        return any(d.module == driver for d in self.drivers)
+
+    def described(self) -> str:
+        if not self.drivers:
+            return f"{self.target} imported no PostgreSQL driver"
+        return f"{self.target} uses " + ", ".join(
+            f"{d.module} {d.version} {d.impl} ({d.wait_function}, imported {d.when})"
+            for d in self.drivers)
+
+
+@dataclass(frozen=True)
 class Measurement:
     """Everything one measurement of one variant saw, in the same units in bench and run."""
 
@@ -308,6 +340,7 @@ class Measurement:
     contention: Contention | None = None
     http: HttpView | None = None  # `run` only
     workers: tuple[WorkerSummary, ...] = ()  # `run` only
+    app_drivers: tuple[AppDriver, ...] = ()  # `run --app`: what the user's app imported
     problems: tuple[str, ...] = ()  # why these numbers cannot be trusted, found while measuring
     histograms: dict[str, str] = field(default_factory=dict)  # encoded HdrHistograms, µs
     wall_s: float = 0.0
@@ -376,6 +409,7 @@ class RunResult:
     control_problems: tuple[str, ...] = ()  # controls not flagged as expected
     aborted: str | None = None  # why the run stopped before measuring every variant
     checks: tuple[CheckResult, ...] = ()  # gate only
+    app: AppInfo | None = None  # `run --app`: the user's app and the drivers it loaded
     schema: str = SCHEMA
 
     @property
@@ -533,6 +567,8 @@ class AgentReport:
     errors: dict[str, int]
     monitor: MonitorReport
     load: LoadReport  # its first_error is the app's first error
+    app_drivers: tuple[AppDriver, ...] = ()  # drivers the app imported (not the probe)
+    app_error: str | None = None  # the first exception the app logged, with its frame
 
 
 # --- the one JSON mapping --------------------------------------------------------------------

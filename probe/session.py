@@ -22,6 +22,7 @@ from probe import dsn as dsn_mod
 from probe.errors import ProbeError
 from probe.lifecycle import owned_scratch, sweep_stale
 from probe.model import (
+    AppInfo,
     Measurement,
     Repeat,
     RunResult,
@@ -41,19 +42,30 @@ Sink = Callable[[RunResult], None]
 
 def run(settings: Settings, database: Database, run_id: str,
         progress: Progress | None = None, sink: Sink | None = None,
-        transport: Any = None) -> RunResult:
+        transport: Any = None, app: AppInfo | None = None) -> RunResult:
+    """`app`: the user's app (`run --app`) and the drivers it imports, as far as known: by
+    default only the variants of those drivers run, with the controls; a variant of a driver
+    the app turns out not to use is reported as such, never judged."""
     mode = settings.measuring_mode
     chosen = select(settings.variants, mode)
+    skipped: dict[str, Unavailable] = {}
+    if app is not None and settings.variants is None:
+        skipped = {v.name: not_used(v, app) for v in chosen if _unused(v, app)}
+        chosen = tuple(v for v in chosen if v.name not in skipped)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     measured: dict[str, list[Measurement]] = {}
     times: dict[str, list[str]] = {}
-    skipped: dict[str, Unavailable] = {}
     aborted: str | None = None
     steps = len(chosen) * settings.repeats
     environment = metadata.collect(database)
 
     def assemble(complete: bool) -> RunResult:
+        if app is not None:  # drivers the app imported lazily are known once it has run
+            for v in chosen:
+                if measured.get(v.name) and _unused(v, app):
+                    del measured[v.name]
+                    skipped[v.name] = not_used(v, app)
         result = RunResult(
             run_id=run_id, mode=mode, command=settings.command_line(),
             started=started.isoformat(timespec="seconds"),
@@ -61,7 +73,7 @@ def run(settings: Settings, database: Database, run_id: str,
             environment=environment, settings=settings.public(),
             variants=tuple(_variant_result(v, measured[v.name], times[v.name], settings)
                            for v in chosen if measured.get(v.name)),
-            skipped=tuple(skipped.values()), aborted=aborted)
+            skipped=tuple(skipped.values()), aborted=aborted, app=app)
         result = dataclasses.replace(result, control_problems=control_problems(result))
         return scrub(result, database.dsn)
 
@@ -72,6 +84,9 @@ def run(settings: Settings, database: Database, run_id: str,
         for repeat in range(settings.repeats):
             for variant in chosen:
                 if variant.name in skipped:
+                    continue
+                if app is not None and _unused(variant, app):
+                    skipped[variant.name] = not_used(variant, app)
                     continue
                 step += 1
                 label = _label(variant, repeat, settings)
@@ -86,11 +101,17 @@ def run(settings: Settings, database: Database, run_id: str,
                 measured.setdefault(variant.name, []).append(outcome)
                 times.setdefault(variant.name, []).append(
                     datetime.now(UTC).isoformat(timespec="seconds"))
+                if app is not None:
+                    app = _learned(app, outcome)
                 verdict = detect.judge(outcome, own_app=bool(settings.app)).verdict
                 _tell(progress, step, steps, label, verdict)
                 if verdict == "inconclusive" and not answers(database.dsn):
                     aborted = (f"PostgreSQL stopped answering while {variant.name} was "
                                "measured; the variants after it were not measured.")
+                elif every_request_failed(outcome):
+                    aborted = (f"every request to the app failed under {variant.name}, so "
+                               "nothing after it was measured: "
+                               f"{detect.failed_requests(outcome.http)}.")
                 if sink is not None:
                     sink(assemble(complete=False))
                 if aborted:
@@ -98,6 +119,34 @@ def run(settings: Settings, database: Database, run_id: str,
             if aborted:
                 break
     return assemble(complete=aborted is None)
+
+
+def _unused(variant: Variant, app: AppInfo) -> bool:
+    """A variant of a driver the app does not use: nothing it measures concerns the app.
+    Controls prove the detectors whatever the app; `preload` is the app under --preload."""
+    if variant.is_control(own_app=True) or variant.preload or not app.drivers:
+        return False
+    return not app.uses(variant.driver)
+
+
+def not_used(variant: Variant, app: AppInfo) -> Unavailable:
+    return Unavailable(variant.name, f"not used by your app: {app.described()}",
+                       "name the variants of the drivers it uses (--variants), or none")
+
+
+def _learned(app: AppInfo, outcome: Measurement) -> AppInfo:
+    """The app's drivers, with the ones its workers imported during requests."""
+    known = {d.module for d in app.drivers}
+    new = tuple(d for d in outcome.app_drivers if d.module not in known)
+    return dataclasses.replace(app, drivers=app.drivers + new) if new else app
+
+
+def every_request_failed(m: Measurement) -> bool:
+    """The app answered no request at all: measuring more variants would only repeat it."""
+    if m.http is None:
+        return False
+    requests = sum(r.requests for r in m.http.routes)
+    return requests > 0 and sum(r.failures for r in m.http.routes) == requests
 
 
 def _label(variant: Variant, repeat: int, settings: Settings) -> str:

@@ -120,7 +120,11 @@ class Settings:
                                  "its connections itself)", RUN_LIKE, low=0, high=600,
                                  metavar="SECONDS")
     app: str | None = _opt(None, "run: your WSGI app as module:callable instead of the sample "
-                           "app", RUN_LIKE, metavar="MODULE:CALLABLE")
+                           "app. It gets the probe's database in GEVENT_PROBE_DSN and, unless "
+                           "already set, DATABASE_URL (a postgresql:// URI); the built-in "
+                           "scenarios call GET /select1 and GET /sleep?ms=N (--locustfile for "
+                           "your routes); by default the variants of the drivers it imports "
+                           "run, with the controls", RUN_LIKE, metavar="MODULE:CALLABLE")
     chdir: Path | None = _opt(None, "run: directory to import --app from (default: here)",
                               RUN_LIKE, metavar="DIR")
     # -- outputs -------------------------------------------------------------------------------
@@ -268,7 +272,7 @@ class Settings:
             value = getattr(self, f.name)
             if value == f.default or (f.name == "dsn" and value is None):
                 continue
-            flag = "--" + f.name.replace("_", "-").replace("json-path", "json")
+            flag = flag_name(f)
             if isinstance(value, bool):
                 words.append(flag)
                 continue
@@ -294,10 +298,15 @@ def parse_limits(text: str | None, flag: str) -> dict[str | None, float]:
     return limits
 
 
-def _check_field(f: dataclasses.Field, value: Any) -> None:
+def flag_name(f: dataclasses.Field) -> str:
+    return "--" + f.name.replace("_", "-").replace("json-path", "json")
+
+
+def _check_field(f: dataclasses.Field, value: Any, name: str | None = None) -> None:
+    """`name`: how the user wrote it (a flag, or a key in a config file)."""
     if value is None:
         return
-    name = "--" + f.name.replace("_", "-").replace("json-path", "json")
+    name = name or flag_name(f)
     kind = kind_of(f)
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ProbeError(f"{name} must be a whole number, got {value!r}")
@@ -332,11 +341,13 @@ def fields_for(command: str) -> list[dataclasses.Field]:
 
 # -- config files ----------------------------------------------------------------------------
 
-def load_config(path: Path | None, command: str, mode: str | None = None) -> dict[str, Any]:
-    """The values a config file sets for `command`: top-level keys, then the tables."""
+def load_config(path: Path | None, command: str,
+                mode: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values a config file sets for `command` (top-level keys, then the tables), and for
+    each, where it was set ("duration in pyproject.toml [tool.gevent-probe]")."""
     data, source = _read_toml(path)
     if data is None:
-        return {}
+        return {}, {}
     values = {k: v for k, v in data.items() if not isinstance(v, dict)}
     gate_table = data.get("gate", {}) if isinstance(data.get("gate"), dict) else {}
     tables = [command] if command != "gate" else [mode or gate_table.get("mode") or "bench",
@@ -347,14 +358,34 @@ def load_config(path: Path | None, command: str, mode: str | None = None) -> dic
             raise ProbeError(f"[{table}] in {source} must be a table")
         values.update(section)
     known = {f.name for f in dataclasses.fields(Settings) if f.metadata}
-    out = {}
+    out, origins = {}, {}
     for key, value in values.items():
         name = key.replace("-", "_")
         name = "json_path" if name == "json" else name
         if name not in known:
             raise ProbeError(f"unknown setting {key!r} in {source}")
         out[name] = value
-    return out
+        origins[name] = f"{key} in {source}"
+    return out, origins
+
+
+# Settings a flag gives as a comma list, which a config file may also give as a TOML list.
+COMMA_LISTS = ("variants", "fail_on", "versions")
+# ... and as a TOML table of route = ms (max-p99 = {select1 = 25, sleep = 150}).
+ROUTE_LIMITS = ("max_p99", "max_avg")
+
+
+def _from_toml(name: str, value: Any, where: str) -> Any:
+    """A config file's value in the form the flag takes."""
+    if name in COMMA_LISTS and isinstance(value, list):
+        if not all(isinstance(item, str) for item in value):
+            raise ProbeError(f"{where} must be a list of names, got {value!r}")
+        return ",".join(value)
+    if name in ROUTE_LIMITS and isinstance(value, dict):
+        return ",".join(f"{route}={ms}" for route, ms in value.items())
+    if name in ROUTE_LIMITS and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # `max-p99 = 25`
+    return value
 
 
 def _read_toml(path: Path | None) -> tuple[dict[str, Any] | None, str]:
@@ -382,17 +413,17 @@ def _read_toml(path: Path | None) -> tuple[dict[str, Any] | None, str]:
 def build(command: str, flags: dict[str, Any], config: Path | None = None) -> Settings:
     """Settings for `command`: defaults <- config file <- flags (None means "not given")."""
     given = {k: v for k, v in flags.items() if v is not None}
-    file_values = load_config(config, command, given.get("mode"))
+    file_values, origins = load_config(config, command, given.get("mode"))
     merged: dict[str, Any] = {**file_values, **given}
     if merged.get("dsn") is None and os.environ.get(DSN_ENV):
         merged["dsn"] = os.environ[DSN_ENV]
     by_name = {f.name: f for f in dataclasses.fields(Settings)}
     for name, value in list(merged.items()):
         f = by_name[name]
-        if name in ("max_p99", "max_avg") and isinstance(value, int | float) \
-                and not isinstance(value, bool):
-            value = merged[name] = str(value)  # `max-p99 = 25` in TOML
-        _check_field(f, value)  # a config file's wrong type fails here, in one line
+        where = origins[name] if name in origins and name not in given else None
+        if where is not None:
+            value = merged[name] = _from_toml(name, value, where)
+        _check_field(f, value, where)  # a config file's wrong type fails here, in one line
         if kind_of(f) is Path and isinstance(value, str):
             merged[name] = Path(value)
         if kind_of(f) is float and isinstance(value, int):

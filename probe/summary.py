@@ -15,6 +15,7 @@ from probe import stats, thresholds
 from probe.frames import MAX_LONGEST, merge_culprits
 from probe.model import (
     AgentReport,
+    AppDriver,
     Connects,
     Contention,
     Cpu,
@@ -86,6 +87,7 @@ def from_run(*, connections: str, probes: Sequence[ProbeReport], agents: Sequenc
         loadgen_saturated=loadgen_saturated,
         timeline=_timeline(load_data.get("timeline", []), monitors, load_started),
         started=load_started, target_rps=target_rps,
+        app_error=next((a.app_error for a in agents if a.app_error), None),
         started_late_ms=stats.summarize_encoded(load_data.get("start_lag", ""))
         if target_rps else None)
     histograms = _histograms(probes, monitors, loads)
@@ -108,6 +110,7 @@ def from_run(*, connections: str, probes: Sequence[ProbeReport], agents: Sequenc
         contention=_contention(connections, loads, http_busy_s),
         http=http,
         workers=tuple(workers),
+        app_drivers=_app_drivers(agents),
         problems=tuple(problems) + tuple(lost),
         histograms=histograms,
         wall_s=load_s,
@@ -420,7 +423,9 @@ def _routes(data: dict[str, Any], load_s: float) -> list[RouteStats]:
             name=name, latency_ms=stats.summarize_encoded(encoded), requests=requests,
             failures=int(data.get("failures", {}).get(name, 0)),
             rps=round(requests / load_s, 1) if load_s else 0.0,
-            locust_p50_ms=locust.get("p50"), locust_p99_ms=locust.get("p99")))
+            locust_p50_ms=locust.get("p50"), locust_p99_ms=locust.get("p99"),
+            failed_with=dict(data.get("failed_with", {}).get(name, {})),
+            first_failure=data.get("first_failure", {}).get(name)))
     return routes
 
 
@@ -447,6 +452,16 @@ def _workers(agents: Sequence[AgentReport], diag_pids: Iterable[int],
                                          cpu_s=round(agent.load.cpu_s, 3), wait_function="?",
                                          status="replacement"))
     return workers, lost
+
+
+def _app_drivers(agents: Sequence[AgentReport]) -> tuple[AppDriver, ...]:
+    """What the app imported, in any worker: by module, at its import before lazily."""
+    found: dict[str, AppDriver] = {}
+    for agent in agents:
+        for d in agent.app_drivers:
+            if d.module not in found or found[d.module].when == "during requests":
+                found[d.module] = d
+    return tuple(found.values())
 
 
 def _served(agent: AgentReport) -> int:

@@ -10,6 +10,7 @@ worker that left none died, and says so.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,10 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from probe import availability, summary
+from probe import dsn as dsn_mod
 from probe.errors import ProbeError
 from probe.load import run_locust
 from probe.model import (
     AgentReport,
+    AppDriver,
+    AppInfo,
     Measurement,
     ProbeReport,
     Unavailable,
@@ -70,7 +74,8 @@ class HttpTransport:
                     if "failed" in reply:
                         raise ProbeError(f"worker {pid} could not open its connections before "
                                          f"the load: {reply['failed']}")
-                phase(f"load: {s.users} users for {s.load_s:g} s")
+                phase(f"load: {s.rate:g} requests/s for {s.load_s:g} s" if s.rate else
+                      f"load: {s.users} users for {s.load_s:g} s")
                 outcome = run_locust(s, server.url, workdir)
                 phase("stopping gunicorn")
         except ProbeError as ex:
@@ -96,6 +101,8 @@ class HttpTransport:
     def _env(self, variant: Variant) -> dict[str, str]:
         s = self.settings
         own = {"GEVENT_PROBE_USER_APP": s.app} if s.app else {}
+        if s.app and "DATABASE_URL" not in os.environ:  # the common convention, as a URI
+            own["DATABASE_URL"] = dsn_mod.as_uri(self.dsn)
         return {**own, **variant.environment(), "GEVENT_PROBE_VARIANT": variant.name,
                 "GEVENT_PROBE_DSN": self.dsn, "GEVENT_PROBE_CONNECTIONS": s.connections,
                 "GEVENT_PROBE_POOL": s.pool, "GEVENT_PROBE_POOL_SIZE": str(s.pool_size),
@@ -123,17 +130,24 @@ class HttpTransport:
         return reports
 
 
-def check_app(settings: Settings, dsn: str) -> None:
-    """`--app module:callable` must import and hold that callable, before any load runs.
+def check_app(settings: Settings, dsn: str) -> AppInfo | None:
+    """`--app module:callable` must import and hold that callable, before any load runs; and
+    the drivers it imports then are the ones worth measuring.
 
-    Imported in a throwaway process with the environment gunicorn will give it, so that a
-    failure is one clear line (exit 2) instead of every variant failing at start-up.
+    Imported in a throwaway process as a gunicorn gevent worker imports it: gevent patched
+    first, with the environment the workers get, so that a failure is one clear line (exit 2)
+    instead of every variant failing at start-up. Drivers imported lazily (on a first request)
+    are found by the workers themselves.
     """
     if not settings.app:
-        return
+        return None
     module, _, attr = settings.app.partition(":")
     where = (settings.chdir or Path(".")).resolve()
-    code = ("import importlib, sys\n"
+    code = ("import importlib, json, sys\n"
+            "from gevent import monkey\n"
+            "monkey.patch_all()\n"
+            "from probe.drivers import imported_by_app\n"
+            "from probe.model import to_dict\n"
             "sys.path.insert(0, sys.argv[1])\n"
             "try:\n"
             "    target = importlib.import_module(sys.argv[2])\n"
@@ -146,16 +160,25 @@ def check_app(settings: Settings, dsn: str) -> None:
             " sys.exit(1)\n"
             "    target = getattr(target, part)\n"
             "if not callable(target):\n"
-            "    print(f'{sys.argv[2]}:{sys.argv[3]} is not callable'); sys.exit(1)\n")
+            "    print(f'{sys.argv[2]}:{sys.argv[3]} is not callable'); sys.exit(1)\n"
+            "print(APP_LINE + json.dumps([to_dict(d) for d in imported_by_app('with the app')]))"
+            "\n").replace("APP_LINE", repr(APP_LINE))
     env = {**os.environ, "GEVENT_PROBE_DSN": dsn, "GEVENT_PROBE_VARIANT": "psycopg-binary"}
+    env.setdefault("DATABASE_URL", dsn_mod.as_uri(dsn))
     try:
-        proc = subprocess.run([sys.executable, "-c", code, str(where), module, attr],
+        proc = subprocess.run([sys.executable, "-P", "-c", code, str(where), module, attr],
                               capture_output=True, text=True, timeout=60, cwd=where, env=env,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise ProbeError(f"--app {settings.app}: importing it from {where} took over 60 s")\
             from None
-    if proc.returncode != 0:
+    found = [line for line in proc.stdout.splitlines() if line.startswith(APP_LINE)]
+    if proc.returncode != 0 or not found:
         reason = (proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines()
                   or [f"it exited with code {proc.returncode}"])[-1]
         raise ProbeError(f"--app {settings.app}: {reason} (searched {where})")
+    drivers = json.loads(found[-1][len(APP_LINE):])
+    return AppInfo(target=settings.app, drivers=tuple(from_dict(AppDriver, d) for d in drivers))
+
+
+APP_LINE = "gevent-probe app drivers: "

@@ -46,13 +46,13 @@ def test_bad_input_is_one_line_exit_2_and_fast(args, message):
 
 
 @pytest.mark.parametrize("toml, message", [
-    ('[bench]\nconcurrency = "many"\n', "--concurrency must be a whole number, got 'many'"),
-    ("output_dir = 5\n", "--output-dir must be text, got 5"),
+    ('[bench]\nconcurrency = "many"\n', "concurrency in {} must be a whole number, got 'many'"),
+    ("output_dir = 5\n", "output_dir in {} must be text, got 5"),
 ])
 def test_a_config_file_with_wrong_types_is_one_line(tmp_path, toml, message):
     config = tmp_path / "p.toml"
     config.write_text(toml)
-    assert message in one_line_error(probe_cli("bench", "--config", str(config)))
+    assert message.format(config) in one_line_error(probe_cli("bench", "--config", str(config)))
 
 
 @pytest.mark.slow

@@ -213,3 +213,19 @@ def test_an_unexpected_error_costs_one_variant_not_the_run(tmp_path, monkeypatch
     assert "unexpected KeyError" in by_name["psycopg-c"]["evidence"][0]
     assert by_name["psycopg-binary"]["verdict"] == "healthy"
     assert by_name["psycopg2"]["verdict"] == "hub-blocking"
+
+
+def test_ctrl_c_after_a_variant_keeps_results_and_reports_and_says_where(tmp_path):
+    out = tmp_path / "results.json"
+    proc = start("bench", "--variants", "psycopg-binary,psycopg2-green,wait_c", "--json",
+                 str(out))
+    wait_for(proc, "[2/3] psycopg2-green: running")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    line = err.strip().splitlines()[-1]
+    assert "interrupted after 1 variant(s) (psycopg-binary)" in line
+    assert str(out) in line and "complete: false" in line and "report.md" in line
+    data = json.loads(out.read_text())
+    assert not data["complete"] and [v["name"] for v in data["variants"]] == ["psycopg-binary"]
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "report.html").is_file()

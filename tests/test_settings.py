@@ -29,17 +29,42 @@ def test_pyproject_table_is_found_without_flags(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('concurrency = "many"', "--concurrency must be a whole number, got 'many'"),
-    ("output_dir = 5", "--output-dir must be text, got 5"),
-    ("sleep-ms = true", "--sleep-ms must be a number"),
-    ("colour = 1", "unknown setting 'colour'"),
-    ("[bench]\nduration = 1e12", "--duration is capped at 3600"),
-    ("bench = 3", "[bench] in"),
+    ('concurrency = "many"', "concurrency in {} must be a whole number, got 'many'"),
+    ("output_dir = 5", "output_dir in {} must be text, got 5"),
+    ("sleep-ms = true", "sleep-ms in {} must be a number"),
+    ('duration = "ten"', "duration in {} must be a number, got 'ten'"),
+    ("variants = [1, 2]", "variants in {} must be a list of names"),
+    ("colour = 1", "unknown setting 'colour' in {}"),
+    ("[bench]\nduration = 1e12", "duration in {} is capped at 3600"),
+    ("bench = 3", "[bench] in {}"),
 ])
-def test_a_wrong_config_is_one_clear_error(tmp_path, text, message):
+def test_a_wrong_config_is_one_clear_error_naming_the_key_and_the_file(tmp_path, text, message):
+    path = write(tmp_path, text)
     with pytest.raises(ProbeError) as info:
-        build("bench", {}, write(tmp_path, text))
-    assert message in str(info.value) and "\n" not in str(info.value)
+        build("bench", {}, path)
+    assert message.format(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_key_and_the_table_of_pyproject_are_named(tmp_path, monkeypatch):
+    write(tmp_path, '[tool.gevent-probe]\nduration = "ten"\n', name="pyproject.toml")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProbeError, match=r"duration in pyproject.toml \[tool.gevent-probe\] "
+                                         "must be a number, got 'ten'"):
+        build("bench", {})
+
+
+def test_toml_lists_and_tables_where_a_flag_takes_a_comma_list(tmp_path):
+    path = write(tmp_path, 'variants = ["psycopg-binary", "psycopg2-green"]\n[gate]\n'
+                           'fail-on = ["hub-blocking", "regressed"]\n'
+                           'max-p99 = {select1 = 25, sleep = 150}\n')
+    assert build("bench", {}, path).variants == "psycopg-binary,psycopg2-green"
+    gate = build("gate", {"mode": "run"}, path)
+    assert gate.fail_on == "hub-blocking,regressed"
+    assert gate.max_p99 == "select1=25,sleep=150"
+    # a flag still wins, and is named as a flag when wrong
+    assert build("bench", {"variants": "psycopg2"}, path).variants == "psycopg2"
+    with pytest.raises(ProbeError, match="--duration must be a number"):
+        build("bench", {"duration": "x"}, path)
 
 
 def test_every_run_stays_bounded():

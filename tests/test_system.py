@@ -118,3 +118,83 @@ def test_the_drivers_own_pools(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert verdicts(data) == {"psycopg-binary": "healthy", "psycopg2-green": "healthy"}
     assert all(w["status"] == "ok" for r in data["variants"] for w in r["measured"]["workers"])
+
+
+PSYCOPG3_APP = '''
+import os
+import psycopg
+from flask import Flask
+from psycopg_pool import ConnectionPool
+
+app = Flask(__name__)
+pool = None
+
+
+@app.get("/select1")
+def select1():
+    global pool
+    if pool is None:  # DATABASE_URL: the convention, which the probe fills in
+        pool = ConnectionPool(os.environ["DATABASE_URL"], min_size=2, max_size=10,
+                              kwargs={"autocommit": True})
+    with pool.connection() as conn:
+        return str(conn.execute("SELECT 1").fetchone()[0])
+
+
+@app.get("/sleep")
+def sleep():
+    with pool.connection() as conn:
+        conn.execute("SELECT pg_sleep(0.05)")
+    return "slept"
+'''
+
+FAILING_APP = '''
+import os
+
+
+def app(environ, start_response):
+    dsn = os.environ["SHOP_DB"]  # a variable the probe does not set: every request fails
+    start_response("200 OK", [])
+    return [dsn.encode()]
+'''
+
+
+def test_your_app_is_judged_on_the_drivers_it_uses(tmp_path):
+    (tmp_path / "shopapp.py").write_text(PSYCOPG3_APP)
+    out = tmp_path / "r.json"
+    proc = probe_cli("run", "--app", "shopapp:app", "--chdir", str(tmp_path), "--duration",
+                     "2", "--warm-up", "1", "--users", "10", "--json", str(out), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    measured = {r["name"]: r["verdict"] for r in data["variants"]}
+    assert "psycopg2" not in measured and "psycopg2-green" not in measured
+    assert measured["psycopg-binary"] == "healthy"
+    assert {"wait_c", "partial-block", "compute", "spin-wait"} <= set(measured)  # controls
+    assert data["control_problems"] == []
+    (driver,) = data["app"]["drivers"]
+    assert driver["module"] == "psycopg" and driver["when"] == "with the app"
+    report = (tmp_path / "report.md").read_text()
+    banner = next(line for line in report.splitlines() if line.startswith("> "))
+    assert "psycopg2" not in banner
+    assert "Your app: shopapp:app uses psycopg" in report
+    skipped = {s["name"]: s["reason"] for s in data["skipped"]}
+    assert skipped and all("not used by your app" in r for r in skipped.values())
+
+
+def test_an_app_whose_requests_all_fail_stops_at_once_and_says_why(tmp_path):
+    (tmp_path / "failing.py").write_text(FAILING_APP)
+    out = tmp_path / "r.json"
+    before = temp_clusters()
+    start = time.monotonic()
+    proc = probe_cli("run", "--app", "failing:app", "--chdir", str(tmp_path), "--variants",
+                     "psycopg-binary,psycopg2-green", "--duration", "3", "--users", "5",
+                     "--json", str(out), timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "every request to the app failed under psycopg-binary" in proc.stderr
+    assert "HTTP 500" in proc.stderr and "KeyError: 'SHOP_DB'" in proc.stderr
+    assert "failing.py" in proc.stderr  # the app's own frame
+    data = json.loads(out.read_text())
+    assert [v["name"] for v in data["variants"]] == ["psycopg-binary"]  # stopped at once
+    route = data["variants"][0]["measured"]["http"]["routes"][0]
+    assert route["failed_with"] == {"500": route["failures"]} and route["first_failure"]
+    assert time.monotonic() - start < 90
+    assert_nothing_left(before)
