@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import Any
 
 import gevent
 from gevent.monkey import get_original
 from hdrh.histogram import HdrHistogram
 
-from probe import stats
+from probe import sched, stats
 from probe.alarm import Alarm
 from probe.model import MonitorReport, SecondLag, StallEvent
 from probe.slices import SliceTracer, sample_stack
@@ -63,7 +64,8 @@ class LoopMonitor:
         self._hub_ident = _get_ident()
         self.tracer = SliceTracer(threshold_s)
         self.alarm = Alarm(poll_s=self.sample_from_s)
-        self._beater: gevent.Greenlet | None = None
+        self._timer: Any = None  # the heartbeat: a repeating libev timer
+        self._beat_second, self._beat_second_max = -1, 0.0
         self._running = False
         self.reset()
 
@@ -71,9 +73,12 @@ class LoopMonitor:
         self._running = True
         self.tracer.alarm, self.tracer.alarm_after_s = self.alarm, self.sample_from_s
         self.tracer.start()
-        self._beater = gevent.spawn(self._beat)
+        self._timer = gevent.get_hub().loop.timer(self.interval_s, self.interval_s)
+        self._beat_at = time.perf_counter()
+        self._clocks = self.tracer.clocks()
+        self._timer.start(self._beat)
         _start_thread(self._watch, ())
-        gevent.sleep(0)  # let the heartbeat take its first beat: a block right after counts
+        gevent.sleep(0)  # let the loop run once: a block right after counts
         return self
 
     def stop(self) -> None:
@@ -82,9 +87,11 @@ class LoopMonitor:
             self.tracer.alarm = None
             self.alarm.wake()  # the watchdog sees it must stop, and closes the alarm
         self.tracer.stop()
-        if self._beater is not None:
-            self._beater.kill(block=False)
-            self._beater = None
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer.close()
+            self._timer = None
+            self._second(self._beat_second, self._beat_second_max, 0.0)
 
     def reset(self) -> None:
         """Forget what was seen so far (between a warm-up and the measurement)."""
@@ -101,38 +108,35 @@ class LoopMonitor:
         self.tracer.reset()
         self._since = time.perf_counter()
 
-    # -- the heartbeat (a greenlet on the hub) --------------------------------------------------
+    # -- the heartbeat (a timer on the hub) ---------------------------------------------------
 
     def _beat(self) -> None:
-        # Once per interval, so kept lean: the common beat is a clock read and a count; a late
-        # one is recorded in full.
-        interval = self.interval_s
-        expected_us = len(self._on_time)
-        tracer = self.tracer
-        second, second_max = -1, 0.0
-        while self._running:
-            start = time.perf_counter()
-            tracer.mark_ns = 0  # the longest slice from here to the wake (take_mark)
-            clocks = tracer.clocks()
-            gevent.sleep(interval)
-            now = time.perf_counter()
-            # A beat that began before a reset counts only for the part after it.
-            late = min(now - start, now - self._since) - interval
-            late_us = int(late * 1e6)
-            if late_us < expected_us:
-                self._on_time[max(0, late_us)] += 1
-            else:
-                self.lag.record_corrected_value(late_us, expected_us)
-                if late > self.max_s:
-                    self.max_s = late
-                if late > self.threshold_s:
-                    self._stall(late, self._stall_kind(clocks))
-            now_second = int(now + self._unix_offset)
-            if now_second != second:
-                self._second(second, second_max, 0.0)
-                second, second_max = now_second, 0.0
-            second_max = max(second_max, late)
-        self._second(second, second_max, 0.0)
+        """A repeating timer's callback, run by the hub itself (no greenlet, no switch: a
+        beat costs a clock read and a count; a late one is recorded in full). libev re-arms it
+        one interval after each run, so lateness is the time since the last run, minus one
+        interval: what any callback or greenlet that became ready meanwhile waited."""
+        now = time.perf_counter()
+        # A beat that began before a reset counts only for the part after it.
+        late = min(now - self._beat_at, now - self._since) - self.interval_s
+        self.tracer.tick()
+        clocks, self._clocks = self._clocks, self.tracer.clocks()
+        self._beat_at = now
+        late_us = int(late * 1e6)
+        if late_us < len(self._on_time):
+            self._on_time[max(0, late_us)] += 1
+        else:
+            self.lag.record_corrected_value(late_us, len(self._on_time))
+            if late > self.max_s:
+                self.max_s = late
+            if late > self.threshold_s:
+                self._stall(late, self._stall_kind(clocks))
+        self.tracer.mark_ns = 0  # the longest slice from here to the next beat (take_mark)
+        second = int(now + self._unix_offset)
+        if second != self._beat_second:
+            self._second(self._beat_second, self._beat_second_max, 0.0)
+            self._beat_second, self._beat_second_max = second, 0.0
+        if late > self._beat_second_max:
+            self._beat_second_max = late
 
     def _stall_kind(self, before: tuple[int, int, int]) -> str:
         """What a late beat waited for: the slice that held the hub if one was that long,
@@ -230,6 +234,7 @@ class LoopMonitor:
             seconds=tuple(SecondLag(t=t, max_ms=round(v[0], 3), stalled_ms=round(v[1], 3))
                           for t, v in sorted(self.seconds.items())),
             slices=self.tracer.report(),
+            missing=() if self.tracer.knows_runq else (sched.MISSING,),
         )
 
 

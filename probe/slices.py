@@ -150,6 +150,20 @@ class SliceTracer:
         if self._previous is not None:
             self._previous(event, args)
 
+    def tick(self) -> None:
+        """A boundary in the hub's own run, from the heartbeat's callback (which the hub runs
+        without a switch): an idle hub waits in the event loop between beats, and must not
+        read as one long run asleep."""
+        if not self._installed:
+            return
+        now = _perf_ns()
+        started = self.start_ns
+        args = (self.hub, self.hub)
+        if self._tags or now - self._read_at >= self._refresh_ns:
+            self._slow_path(args, started, now, now - started)
+        self.start_ns = now
+        self.seq += 1
+
     def _slow_path(self, args: Any, started: int, now: int, wall: int) -> None:
         origin, target = args
         tags = self._tags
@@ -207,9 +221,10 @@ class SliceTracer:
             self.mark_ns, self.mark_kind = wall, kind
         seq, sampled = self._samples
         stacks = sampled if seq == self.seq else ()
-        generation = collected_generation(self._gc_count, gc.get_count())
-        collector = (f"Python's garbage collector: a generation-{generation} collection ran "
-                     "in this slice") if generation else None
+        # Only full collections are named: the young ones take well under a millisecond.
+        collector = ("Python's garbage collector: a full (generation-2) collection ran in this "
+                     "slice") if collected_generation(self._gc_count, gc.get_count()) == 2 \
+            else None
         frame = getattr(origin, "gr_frame", None)
         yielded = walk(frame) if frame is not None else ()
         started = (started_ns + self._unix_offset) / 1e9
@@ -245,6 +260,10 @@ class SliceTracer:
             stacks = ()
         if len(stacks) < MAX_SAMPLES:
             self._samples = (seq, (*stacks, stack))
+
+    @property
+    def knows_runq(self) -> bool:
+        return self._sched.knows_runq
 
     def clocks(self) -> tuple[int, int, int]:
         """(perf ns, CPU ns, run-queue ns) as last read: free, at most a refresh period old."""
