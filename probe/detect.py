@@ -193,6 +193,7 @@ def _evidence(m: Measurement, serialised: bool) -> list[str]:
             sentences.append(_connects_sentence(m, m.slices))
     if m.contention is not None and m.contention.acquisitions:
         sentences.append(_contention_sentence(m))
+    sentences += [f"Not measured here: {what}." for what in m.missing]
     return sentences
 
 

@@ -341,6 +341,7 @@ class Measurement:
     http: HttpView | None = None  # `run` only
     workers: tuple[WorkerSummary, ...] = ()  # `run` only
     app_drivers: tuple[AppDriver, ...] = ()  # `run --app`: what the user's app imported
+    missing: tuple[str, ...] = ()  # signals the measured processes could not take here
     problems: tuple[str, ...] = ()  # why these numbers cannot be trusted, found while measuring
     histograms: dict[str, str] = field(default_factory=dict)  # encoded HdrHistograms, µs
     wall_s: float = 0.0
@@ -494,6 +495,7 @@ class MonitorReport:
     events: tuple[StallEvent, ...] = ()
     seconds: tuple[SecondLag, ...] = ()
     slices: SliceReport | None = None
+    missing: tuple[str, ...] = ()  # signals this process could not take, and what it means
 
 
 @dataclass(frozen=True)

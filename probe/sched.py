@@ -15,15 +15,25 @@ from __future__ import annotations
 import os
 import time
 
+PATH = "/proc/thread-self/schedstat"
+MISSING = ("time waiting for a CPU: no /proc/thread-self/schedstat here, so a thread that "
+           "waited for a CPU other processes had counts as blocked, and no run is called "
+           "preempted (a busy machine can overstate blocking)")
+
 
 class SchedStat:
     """Open it in the thread to watch: the file is bound to the thread that opens it."""
 
     def __init__(self) -> None:
         try:
-            self._fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
-        except OSError:
+            self._fd: int | None = os.open(PATH, os.O_RDONLY)
+        except OSError:  # not Linux (macOS), or a container's restricted /proc
             self._fd = None
+
+    @property
+    def knows_runq(self) -> bool:
+        """False where the time waiting for a CPU cannot be read (it reads as 0)."""
+        return self._fd is not None
 
     def read_ns(self) -> tuple[int, int]:
         """(ns on a CPU, ns runnable waiting for a CPU) since the thread started."""

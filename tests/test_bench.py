@@ -1,6 +1,7 @@
 """`gevent-probe bench` end to end: real PostgreSQL, real worker processes, every verdict."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,19 @@ def test_a_control_that_is_not_flagged_makes_the_run_untrustworthy(tmp_path):
     assert "detectors cannot be trusted" in proc.stderr
     assert json.loads(out.read_text())["control_problems"] == [
         "partial-block gave healthy, expected hub-blocking"]
+
+
+def test_without_the_schedulers_record_the_verdicts_hold_and_say_what_is_missing(tmp_path):
+    out = tmp_path / "r.json"
+    proc = probe_cli("bench", "--variants", "psycopg2,psycopg-binary,wait_c", "--json", str(out),
+                     env={"PYTHONPATH": str(Path(__file__).parent / "no_schedstat")})
+    assert proc.returncode == 0, proc.stderr
+    found = by_name(out)
+    assert {n: r["verdict"] for n, r in found.items()} == {
+        "psycopg2": "hub-blocking", "psycopg-binary": "healthy", "wait_c": "hub-blocking"}
+    for r in found.values():
+        (missing,) = r["measured"]["missing"]
+        assert "schedstat" in missing and "preempted" in missing
+        assert any(e.startswith("Not measured here: time waiting for a CPU")
+                   for e in r["evidence"])
+        assert r["measured"]["slices"]["preempted"] == 0
