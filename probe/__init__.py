@@ -4,4 +4,9 @@ Importing the package imports neither gevent nor any driver: patching happens on
 measured processes' entry points (probe.worker, the sample app).
 """
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+try:  # one source: the version in pyproject.toml, as the installed distribution carries it
+    __version__ = metadata.version("gevent-probe")
+except metadata.PackageNotFoundError:  # a checkout on sys.path without an install
+    __version__ = "0+unknown"

@@ -19,7 +19,10 @@ PACKAGES = ("gevent-probe", "gevent", "greenlet", "psycopg", "psycopg-binary", "
 
 def collect(database: Any) -> dict[str, Any]:
     """`database` is a probe.postgres.Database: its version and where it came from."""
+    from probe import __version__
+
     return {
+        "gevent_probe": __version__,
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
         "platform": platform.platform(),

@@ -1,9 +1,11 @@
 import json
+from pathlib import Path
 
 import pytest
 
-from probe import results
+from probe import gate, report, results
 from probe.errors import ProbeError
+from probe.settings import build
 from tests.test_model import make_run
 
 
@@ -31,3 +33,24 @@ def test_a_file_that_is_not_ours_is_refused(tmp_path):
     bad.write_text('{"schema": "something/1"}')
     with pytest.raises(ProbeError, match="not a gevent-probe results file"):
         results.read(bad)
+
+
+SCHEMA2 = Path(__file__).parent / "data" / "schema2"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SCHEMA2.glob("*.json")))
+def test_files_written_by_schema_2_are_read_and_rendered(name):
+    result = results.read(SCHEMA2 / name)
+    assert result.schema == "gevent-probe/2" and result.variants
+    assert "<html" in report.render_html([result])
+    assert result.run_id in report.render_markdown([result])
+
+
+def test_a_schema_2_baseline_still_gates_todays_results():
+    baseline = results.read(SCHEMA2 / "baseline-bench.json")
+    now = results.read(Path(__file__).parent / "data" / "bench-10-variants.json")
+    outcome = gate.evaluate(now, build("gate", {"variants": "psycopg-binary,psycopg2-green"}),
+                            baseline)
+    ratios = [c for c in outcome.result.checks if c.check == "p99-ratio"]
+    assert len(ratios) == 2 and all(c.value for c in ratios)
+    assert outcome.exit_code in (0, 1)  # judged, not refused
