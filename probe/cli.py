@@ -75,8 +75,10 @@ def _add_flag(cmd: argparse.ArgumentParser, f: Any) -> None:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     args = parser().parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so every `finally` stops what we started.
+    # SIGTERM unwinds like Ctrl-C, so every `finally` stops what we started; and Ctrl-C
+    # stops us even where it was ignored on the way in (a shell's background job).
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = _dispatch(args)
     except ProbeError as ex:
