@@ -18,6 +18,7 @@ Environment (set by the tool, besides the agent's):
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +27,7 @@ from urllib.parse import parse_qs
 
 from probe import agent, drivers
 from probe.variants import BY_NAME
+from probe.workloads import WORKLOADS
 
 MAX_SLEEP_MS = 10_000.0
 StartResponse = Callable[..., Any]
@@ -39,6 +41,13 @@ POOL_SIZE = int(os.environ.get("GEVENT_PROBE_POOL_SIZE") or 10)
 # The variant's recipe (PSYCOPG_IMPL, PSYCOPG_WAIT_FUNC) must be in place before the import.
 os.environ.update(VARIANT.environment())
 DRIVER = drivers.load(VARIANT, float(os.environ.get("GEVENT_PROBE_PARTIAL_BLOCK_MS") or 2))
+if VARIANT.imports_pool:  # the preload-pool variant: psycopg_pool bound where psycopg was
+    import psycopg_pool  # noqa: F401
+
+    POOL_KIND = "native"
+# --workload: what /work runs (probe.workloads), set up once per worker before the load.
+UNIT = WORKLOADS[os.environ.get("GEVENT_PROBE_WORKLOAD") or "select1"]
+_units = itertools.count()
 # The compute control: every /select1 computes this long before its query, never yielding.
 WORK = drivers.computation(float(os.environ.get("GEVENT_PROBE_COMPUTE_MS") or 15)) \
     if VARIANT.compute else None
@@ -175,7 +184,13 @@ def connections() -> Any:
     return _connections
 
 
-agent.WARM_UPS.append(lambda: connections().warm_up())
+def _warm_up() -> None:
+    connections().warm_up()
+    with connections().connection() as conn:  # the workload's tables, once per worker
+        UNIT.setup(DRIVER, conn)
+
+
+agent.WARM_UPS.append(_warm_up)
 
 
 def _sleep_ms(query: dict[str, list[str]]) -> float | None:
@@ -192,27 +207,59 @@ def application(environ: dict[str, Any], start_response: StartResponse) -> Itera
     if path.startswith(agent.PREFIX + "/"):
         return probe.routes(environ, start_response)
     route = path.strip("/")
+    probe.count(route if route in ROUTES else "not_found")
+    try:
+        return _route(probe, route, environ, start_response)
+    finally:
+        probe.done()
+
+
+ROUTES = ("select1", "sleep", "work")
+
+
+def _route(probe: agent.Agent, route: str, environ: dict[str, Any],
+           start_response: StartResponse) -> Iterable[bytes]:
     if route == "select1":
-        probe.count(route)
         if WORK is not None:
             WORK()
         return _db(probe, route, start_response, DRIVER.select1)
     if route == "sleep":
-        probe.count(route)
         ms = _sleep_ms(parse_qs(environ.get("QUERY_STRING", "")))
         if ms is None:
             probe.error(route, ValueError("ms must be a number"))
             return agent.respond(start_response, "400 Bad Request", "ms must be a number\n")
         return _db(probe, route, start_response, lambda c: DRIVER.sleep(c, ms / 1000.0))
-    probe.count("not_found")
+    if route == "work":
+        return _work(probe, start_response)
     return agent.respond(start_response, "404 Not Found", "not found\n")
 
 
+def _work(probe: agent.Agent, start_response: StartResponse) -> Iterable[bytes]:
+    """One unit of --workload (probe.workloads), timed like SELECT 1, counted by kind."""
+    number = next(_units)
+
+    def unit() -> str:
+        if UNIT.connects:  # a connection of its own, every time
+            return UNIT.unit(DRIVER, DSN, number)
+        with connections().connection() as conn:
+            return UNIT.unit(DRIVER, conn, number)
+
+    try:
+        kind = probe.db_call(unit, timed=True)
+    except Exception as ex:
+        probe.error("work", ex)
+        return agent.respond(start_response, "500 Internal Server Error",
+                             f"{type(ex).__name__}\n")
+    probe.unit_done(kind)
+    return agent.respond(start_response, "200 OK", kind)
+
+
 def _db(probe: agent.Agent, route: str, start_response: StartResponse,
-        call: Callable[[Any], Any]) -> Iterable[bytes]:
+        call: Callable[[Any], Any], timed: bool | None = None) -> Iterable[bytes]:
     try:
         with connections().connection() as conn:
-            row = probe.db_call(lambda: call(conn), timed=route == "select1")
+            row = probe.db_call(lambda: call(conn),
+                                timed=route == "select1" if timed is None else timed)
     except Exception as ex:  # driver errors, and failures to connect
         probe.error(route, ex)
         return agent.respond(start_response, "500 Internal Server Error",

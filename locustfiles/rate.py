@@ -36,6 +36,7 @@ SLOW_SHARE = float(os.environ.get("GEVENT_PROBE_SLOW_SHARE") or 0)
 SLOW_MS = float(os.environ.get("GEVENT_PROBE_SLOW_MS") or 50)
 MAX_IN_FLIGHT = max(1, int(os.environ.get("GEVENT_PROBE_MAX_IN_FLIGHT") or 50))
 DURATION_S = float(os.environ.get("GEVENT_PROBE_DURATION_S") or 10)
+MAIN_ROUTE = os.environ.get("GEVENT_PROBE_MAIN_ROUTE") or "select1"  # "work": --workload
 MAX_PENDING = 10_000  # greenlets waiting for a connection, per process: memory stays bounded
 
 
@@ -69,4 +70,4 @@ class Scheduler(FastHttpUser):
             self.client.get(f"/sleep?ms={SLOW_MS:g}", name="sleep",
                             context={INTENDED_KEY: due})
         else:
-            self.client.get("/select1", name="select1", context={INTENDED_KEY: due})
+            self.client.get(f"/{MAIN_ROUTE}", name=MAIN_ROUTE, context={INTENDED_KEY: due})

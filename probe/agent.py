@@ -19,6 +19,7 @@ GEVENT_PROBE_BLOCK_THRESHOLD_MS, GEVENT_PROBE_PARTIAL_BLOCK_MS, GEVENT_PROBE_STA
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.abc
 import importlib.util
 import json
@@ -29,13 +30,15 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from probe import connects, contention, drivers, stats
-from probe.measure import ProbeJob, first_line, probe
-from probe.model import AgentReport, LoadReport, to_dict
+from probe.measure import MAX_MESSAGES, ProbeJob, first_line, probe
+from probe.model import AgentReport, Deadlock, LoadReport, to_dict
 from probe.monitor import LoopMonitor
+from probe.results import write_text
 from probe.variants import BY_NAME
 
 PREFIX = "/_probe"
@@ -62,6 +65,7 @@ class Agent:
         self.app_drivers = {d.module: d for d in drivers.imported_by_app(when)}
         self._probe_imports: frozenset[str] = frozenset()
         self.app_error: str | None = None
+        self.locks: tuple[str, ...] = ()
         logging.getLogger().addHandler(_FirstError(self))
         self.at_exit: list[Callable[[], Any]] = []  # the app's cleanups, after the report
         self._measured: dict[str, dict[str, Any]] = {}  # token -> probe report
@@ -71,11 +75,17 @@ class Agent:
         self.watching = os.environ.get("GEVENT_PROBE_WATCH", "1") != "0"
         if self.watching:
             self.monitor.start()
+            self.monitor.on_deadlock = self._deadlocked
         _on_driver_import(self)
         self.reset()
+        self.monitor.watch_progress(self.progress)
 
     def reset(self) -> None:
         self.requests: dict[str, int] = {}
+        self.in_flight = 0
+        self.completed = 0
+        self.units: dict[str, int] = {}  # workload units completed, by kind
+        self.messages: dict[str, int] = {}  # the driver's errors, by first line
         self.errors: dict[str, int] = {}
         self.first_error: str | None = None
         self.db = stats.new_histogram()  # µs per SELECT 1 call of the sample app
@@ -91,6 +101,20 @@ class Agent:
 
     def count(self, route: str) -> None:
         self.requests[route] = self.requests.get(route, 0) + 1
+        self.in_flight += 1
+
+    def unit_done(self, kind: str) -> None:
+        self.units[kind] = self.units.get(kind, 0) + 1
+
+    def done(self) -> None:
+        """A request counted by count() got its answer (or failed)."""
+        self.in_flight -= 1
+        self.completed += 1
+
+    def progress(self) -> int | None:
+        """Answered requests while some are pending, None when none are (for the monitor's
+        no-progress watch: an idle worker is not a deadlocked one)."""
+        return self.completed if self.in_flight > 0 else None
 
     def error(self, route: str, ex: BaseException) -> None:
         self.errors[route] = self.errors.get(route, 0) + 1
@@ -101,8 +125,12 @@ class Agent:
         start = time.perf_counter_ns()
         try:
             result = call()
-        except Exception:
-            self.db_errors += timed
+        except Exception as ex:
+            if timed:
+                self.db_errors += 1
+                message = first_line(ex)
+                if message in self.messages or len(self.messages) < MAX_MESSAGES:
+                    self.messages[message] = self.messages.get(message, 0) + 1
             raise
         finally:
             self.busy_ns += time.perf_counter_ns() - start
@@ -125,6 +153,9 @@ class Agent:
                 self._importing = False
             self._probe_imports = frozenset(
                 m for m in DRIVER_MODULES if m in sys.modules and m not in before)
+            # how the drivers' locks are bound, read now, in the hub: a deadlock is reported
+            # from the watchdog's thread
+            self.locks = tuple(drivers.lock_binding())
         return self.driver
 
     def driver_imported(self, name: str) -> None:
@@ -162,22 +193,30 @@ class Agent:
             voluntary_ctx=usage.ru_nvcsw - self._usage.ru_nvcsw,
             involuntary_ctx=usage.ru_nivcsw - self._usage.ru_nivcsw,
             first_error=self.first_error,
-            lock=contention.STATS.report() if "psycopg" in sys.modules else None)
+            lock=contention.STATS.report() if "psycopg" in sys.modules else None,
+            workload=os.environ.get("GEVENT_PROBE_WORKLOAD") or "select1",
+            errors_by_message=dict(self.messages), units_by_kind=dict(self.units))
         return AgentReport(pid=self.pid, requests=dict(self.requests), errors=dict(self.errors),
                            monitor=self.monitor.report(), load=load,
                            app_drivers=tuple(self.app_drivers.values()),
                            app_error=self.app_error)
+
+    def _deadlocked(self, found: Deadlock) -> None:
+        """From the monitor (its watchdog thread, when the hub itself is stuck): leave the
+        report where the tool looks during the load, then wait to be ended."""
+        directory = os.environ.get("GEVENT_PROBE_STATS_DIR")
+        if directory:
+            report = dataclasses.replace(found, locks=self.locks)
+            write_text(Path(directory) / f"deadlock-{self.pid}.json", json.dumps(to_dict(report)))
 
     def dump(self) -> str | None:
         """Write the report to $GEVENT_PROBE_STATS_DIR/worker-<pid>.json, atomically."""
         directory = os.environ.get("GEVENT_PROBE_STATS_DIR")
         if not directory:
             return None
-        path = os.path.join(directory, f"worker-{self.pid}.json")
-        with open(f"{path}.tmp", "w") as f:
-            json.dump(to_dict(self.report()), f)
-        os.replace(f"{path}.tmp", path)
-        return path
+        path = Path(directory) / f"worker-{self.pid}.json"
+        write_text(path, json.dumps(to_dict(self.report())))
+        return str(path)
 
     def routes(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """WSGI for PATH_INFO under /_probe/."""
@@ -311,7 +350,7 @@ def describe_exception(ex: BaseException) -> str:
     return text
 
 
-_LIBRARY_PARTS = ("/site-packages/", "/dist-packages/", "/lib/python3", "/probe/")
+_LIBRARY_PARTS = ("/site-packages/", "/dist-packages/", "/lib/python3", "/probe/", "<frozen ")
 
 
 def respond(start_response: StartResponse, status: str, body: str | bytes,

@@ -8,9 +8,11 @@ same Measurement that `run` produces.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from probe import summary
-from probe.model import Measurement, Unavailable, WorkerReport, from_dict
+from probe.model import Deadlock, Measurement, Unavailable, WorkerReport, from_dict, to_dict
+from probe.postgres import lock_waits
 from probe.runner import WorkerFailed, run_worker
 from probe.settings import Settings
 from probe.variants import Variant
@@ -33,7 +35,15 @@ class BenchTransport:
                 "connections": s.connections, "queries": None if s.load_s else s.queries,
                 "duration": s.load_s, "sleep_ms": s.sleep_ms, "rounds": s.rounds,
                 "block_threshold_ms": s.block_threshold_ms,
-                "partial_block_ms": s.partial_block_ms, "compute_ms": s.compute_ms}
+                "partial_block_ms": s.partial_block_ms, "compute_ms": s.compute_ms,
+                "workload": s.workload, "deadlock_after_s": s.deadlock_after}
+
+    def _stuck(self, reply: dict[str, Any]) -> dict[str, Any]:
+        """A worker that replied and stays: deadlocked. Ask the server what its backends wait
+        for, while they still wait (the worker is killed next)."""
+        if "deadlock" in reply:
+            reply["deadlock"]["backends"] = [to_dict(b) for b in lock_waits(self.dsn)]
+        return reply
 
     def timeout_s(self) -> float:
         """Long enough for the slowest honest run (every sleep serialised), no longer."""
@@ -46,9 +56,11 @@ class BenchTransport:
         try:
             reply = run_worker("probe.worker", self.job(variant),
                                {**self.env, **variant.environment()}, self.timeout_s(),
-                               self.python)
+                               self.python, stuck=self._stuck)
         except WorkerFailed as ex:
             return summary.failed(variant, f"The measured process failed: {ex}")
+        if "deadlock" in reply:
+            return summary.deadlocked(variant, from_dict(Deadlock, reply["deadlock"]))
         if "unavailable" in reply:
             return Unavailable(variant.name, reply["unavailable"], variant.install_hint)
         if "failed" in reply:

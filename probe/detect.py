@@ -22,7 +22,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from probe import thresholds as t
-from probe.model import HttpView, Measurement, Runtime, Slices
+from probe.frames import caller_line, culprit_line
+from probe.model import Deadlock, HttpView, Measurement, Runtime, Slices
 
 COOPERATIVE_PSYCOPG_WAITS = ("wait_poll", "wait_epoll", "wait_select", "wait_selector")
 
@@ -66,6 +67,11 @@ def _held(count: int, share: float) -> bool:
 
 
 def judge(m: Measurement, own_app: bool = False) -> Judgement:
+    if m.deadlock is not None:  # whatever else was or was not measured
+        return Judgement("deadlock", tuple(deadlock_evidence(m.deadlock)),
+                         deadlock_fix(m.deadlock, m.runtime))
+    if not m.problems and driver_errors(m):
+        return Judgement("errors", tuple(errors_evidence(m)), errors_fix(m))
     problems = untrustworthy(m, own_app)
     if problems:
         return Judgement("inconclusive", tuple(problems), _rerun_fix(m))
@@ -142,6 +148,101 @@ def failed_requests(http: HttpView) -> str:
     return text
 
 
+def driver_errors(m: Measurement) -> bool:
+    """The driver raised on more than 1% of the load's units (the server still answering:
+    the session stops the run when it does not)."""
+    attempts = m.db.queries + m.db.errors
+    return bool(attempts and m.db.errors / attempts > t.MAX_ERROR_RATE
+                and m.db.errors_by_message)
+
+
+def errors_evidence(m: Measurement) -> list[str]:
+    db = m.db
+    attempts = db.queries + db.errors
+    counted = "; ".join(f"{n:,} x {message}" for message, n in sorted(
+        db.errors_by_message.items(), key=lambda kv: -kv[1]))
+    text = [f"{db.errors:,} of {attempts:,} units of the {db.workload} load failed "
+            f"({100 * db.errors / attempts:.1f}%, flagged from "
+            f"{100 * t.MAX_ERROR_RATE:.0f}%): {counted}."]
+    if db.units_by_kind:
+        text.append(_kinds_sentence(db.units_by_kind))
+    text.append(wait_sentence(m.runtime))
+    return text
+
+
+def _kinds_sentence(kinds: dict[str, int]) -> str:
+    done = ", ".join(f"{kind} {n:,}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    most, least = max(kinds.values()), min(kinds.values())
+    starving = (f": the slowest kind completed {most / least:,.0f} times fewer units than the "
+                "fastest (starvation)" if least and most >= 10 * least else "")
+    return f"Units completed by kind: {done}{starving}."
+
+
+def errors_fix(m: Measurement) -> str:
+    messages = " ".join(m.db.errors_by_message)
+    rt = m.runtime
+    if "asynchronous callback" in messages:
+        return ("psycogreen's wait callback makes psycopg2 refuse COPY (copy_expert cannot be "
+                "used with an asynchronous callback): run COPY on a connection without it (in "
+                "gevent.get_hub().threadpool), or move to psycopg 3.")
+    if "asynchronous query is underway" in messages:
+        return contention_fix(rt)
+    if "pipeline" in messages or "another command is already in progress" in messages:
+        return ("Greenlets sharing one psycopg connection interleave their protocol messages "
+                f"(psycopg {rt.driver_version}; psycopg #1198, #1210): give each greenlet its "
+                "own connection (psycopg_pool), or upgrade psycopg (3.2.13 holds the "
+                "connection lock for a whole COPY and pipeline).")
+    return "Look at the errors above: the driver raised them under this workload."
+
+
+def deadlock_evidence(d: Deadlock) -> list[str]:
+    how = ("one run held the hub the whole time (its thread asleep in a call)"
+           if d.how == "held" else "the hub ran, but no greenlet got any further")
+    text = [f"The process froze: nothing completed for {d.after_s:.1f} s while work was "
+            f"pending; {how}. It was ended, and what it had measured is lost."]
+    where = culprit_line(d.hub_stack)
+    if where:
+        caller = caller_line(d.hub_stack)
+        text.append(f"The hub was held in {where}"
+                    + (f", called from {caller}" if caller and caller != where else "") + ".")
+    waiting = [w for w in (culprit_line(s) for s in d.greenlets) if w]
+    if waiting:  # the most telling first: a greenlet waiting in its own code, not in a pool
+        waiting.sort(key=lambda w: "/gevent/" in w)
+        text.append(f"{len(d.greenlets)} other greenlet(s) waited, e.g. in {waiting[0]}.")
+    for b in d.backends:
+        state = f"backend {b.pid} ({b.state}: `{b.query}`)"
+        if b.waiting_for:
+            holders = ", ".join(str(p) for p in b.blocked_by) or "?"
+            text.append(f"PostgreSQL: {state} waited for a {b.waiting_for}, held by backend "
+                        f"{holders}.")
+        else:
+            text.append(f"PostgreSQL: {state} held what another backend waited for.")
+    text += [f"{lock[0].upper()}{lock[1:]}." for lock in d.locks if "the OS's" in lock]
+    return text
+
+
+def deadlock_fix(d: Deadlock, rt: Runtime) -> str:
+    if any("connection lock is the OS's" in lock for lock in d.locks):
+        return ("psycopg was imported before gevent patched, so each connection's lock is an OS "
+                "lock: a greenlet that waits for a connection another greenlet holds stops the "
+                "whole thread, and the holder never runs again. Call monkey.patch_all() before "
+                "anything imports psycopg (don't --preload an app that imports it at module "
+                "level), and don't share a connection across greenlets.")
+    if d.how == "held" and rt.driver == "psycopg2":
+        return ("psycopg2 without psycogreen waits for the server without yielding: a greenlet "
+                "waiting for a row lock blocks the whole worker, so the greenlet that holds the "
+                "lock can never commit. Call psycogreen.gevent.patch_psycopg() after "
+                "monkey.patch_all(), or move to psycopg 3 imported after patching; and set "
+                "statement_timeout so that a stuck worker fails instead of hanging.")
+    if d.how == "held":
+        return ("A call holds the hub while it waits for something only another greenlet of the "
+                "same process can release: make that call cooperative (patch before importing "
+                "the driver; wait_poll, not wait_c), and set statement_timeout.")
+    return ("Greenlets wait on each other in a cycle (locks, rows, a shared connection): take "
+            "locks in one order, keep transactions short, and give each greenlet its own "
+            "connection.")
+
+
 def _rerun_fix(m: Measurement) -> str:
     if m.http is not None and m.http.loadgen_saturated:
         return "Give locust more cores with --locust-processes N, or fewer --users."
@@ -193,6 +294,8 @@ def _evidence(m: Measurement, serialised: bool) -> list[str]:
             sentences.append(_connects_sentence(m, m.slices))
     if m.contention is not None and m.contention.acquisitions:
         sentences.append(_contention_sentence(m))
+    if m.db.units_by_kind and len(m.db.units_by_kind) > 1:
+        sentences.append(_kinds_sentence(m.db.units_by_kind))
     sentences += [f"Not measured here: {what}." for what in m.missing]
     return sentences
 
@@ -300,6 +403,13 @@ def findings(m: Measurement) -> list[str]:
     if s is None or m.problems:
         return []
     notes = []
+    os_locks = [lock for lock in m.runtime.locks if "the OS's" in lock]
+    if os_locks:
+        notes.append(f"Bound before gevent patched: {'; '.join(os_locks)}. A greenlet that "
+                     "waits on one while another greenlet holds it stops the whole worker, a "
+                     "deadlock as soon as the holder needs the hub (greenlets sharing a "
+                     "connection). Import psycopg and psycopg_pool only after "
+                     "monkey.patch_all().")
     if s.busy_share >= t.SATURATED_BUSY and m.http is not None:
         capacity = (f"; at full use it would serve about {s.capacity_rps:,.0f} RPS"
                     if s.capacity_rps else "")

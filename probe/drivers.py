@@ -43,6 +43,40 @@ class Driver:
             cur.execute(sql, params or None)
             return cur.fetchone()
 
+    def run(self, conn: Any, sql: str, params: tuple = ()) -> None:
+        """A statement whose result is not read (BEGIN, UPDATE, COMMIT...)."""
+        if self.variant.driver == "psycopg":
+            conn.execute(sql, params or None)
+            return
+        with conn.cursor() as cur:
+            cur.execute(sql, params or None)
+
+    def listen(self, conn: Any, channel: str, timeout_s: float) -> None:
+        """LISTEN, then wait up to `timeout_s` for a notification, as a consumer loop does."""
+        self.run(conn, f"LISTEN {channel}")
+        if self.variant.driver == "psycopg":
+            import inspect
+
+            if "timeout" in inspect.signature(conn.notifies).parameters:  # psycopg >= 3.2
+                for _ in conn.notifies(timeout=timeout_s, stop_after=1):
+                    break
+            return
+        import gevent
+
+        gevent.sleep(timeout_s)  # psycopg2 has no waiting generator: poll after a while
+        conn.poll()
+        conn.notifies.clear()
+
+    def pipeline(self, conn: Any, statements: list[str]) -> None:
+        """Statements in one round trip where the driver can (psycopg 3's pipeline mode)."""
+        if self.variant.driver == "psycopg":
+            with conn.pipeline():
+                for sql in statements:
+                    conn.execute(sql)
+            return
+        for sql in statements:
+            self.run(conn, sql)
+
     def select1(self, conn: Any) -> Any:
         return self.execute(conn, "SELECT 1")
 
@@ -222,6 +256,7 @@ def describe(variant: Variant, module: Any) -> Runtime:
             greenlet_version=greenlet.__version__,
             psycopg_wait_func_env=os.environ.get("PSYCOPG_WAIT_FUNC"),
             patched_before_import=_PATCHED_AT_IMPORT.get("psycopg") is not False,
+            locks=tuple(lock_binding()),
         )
     callback = module.extensions.get_wait_callback()
     wait = _callback_name(callback) if callback else "none (libpq blocks)"
@@ -254,6 +289,49 @@ def imported_by_app(when: str, skip: frozenset[str] = frozenset()) -> list[AppDr
         wait = _callback_name(callback) if callback else "none (libpq blocks)"
         found.append(AppDriver("psycopg2", psycopg2.__version__.split()[0], "c", wait, when))
     return found
+
+
+def lock_binding() -> list[str]:
+    """How psycopg's and psycopg_pool's locks and sleeps are bound in this process: gevent's
+    (cooperative) or the OS's. Bound at import: a module imported before monkey.patch_all()
+    (by gunicorn --preload in the master, say) keeps the OS's, and a greenlet that waits on
+    an OS lock another greenlet holds stops the whole thread (a deadlock once the holder
+    needs the hub). Reads what is there; imports nothing."""
+    found = []
+    compat = sys.modules.get("psycopg._acompat")
+    if compat is not None and hasattr(compat, "Lock"):
+        found.append(f"psycopg's connection lock is {_binding(compat.Lock)}")
+    pool = sys.modules.get("psycopg_pool._acompat")
+    if pool is not None:
+        for name in ("Lock", "Condition", "sleep"):
+            if hasattr(pool, name):
+                found.append(f"psycopg_pool's {name} is {_binding(getattr(pool, name))}")
+    return found
+
+
+def _binding(factory: Any) -> str:
+    """'gevent's (cooperative)' or 'the OS's (...)' for a lock factory or a sleep function:
+    a lock is made and looked into (threading's RLock and Condition wrap a lower lock)."""
+    from gevent import monkey
+
+    if getattr(factory, "__name__", "") == "sleep":
+        if factory is monkey.get_original("time", "sleep"):
+            return "the OS's time.sleep (it stops the whole thread)"
+        return "gevent's (cooperative)"
+    try:
+        lock = factory()
+    except Exception:  # not something we can make: say what it is
+        return repr(factory)
+    for _ in range(3):  # Condition -> RLock -> the lock that blocks
+        inner = getattr(lock, "_block", None) or getattr(lock, "_lock", None)
+        if inner is None:
+            break
+        lock = inner
+    kind = type(lock)
+    where = f"{kind.__module__}.{kind.__qualname__}"
+    if kind.__module__.startswith("gevent"):
+        return f"gevent's (cooperative: {where})"
+    return f"the OS's ({where}: a waiting greenlet stops the whole thread)"
 
 
 def _callback_name(callback: Any) -> str:

@@ -12,6 +12,7 @@ from probe.model import MatrixResult, Measurement, RunResult, Unavailable, Varia
 
 STYLE = {"healthy": "green", "hub-blocking": "bold red", "busy-wait": "bold magenta",
          "computing": "bold magenta", "contention": "bold yellow", "regressed": "bold red",
+         "deadlock": "bold red", "errors": "bold red",
          "inconclusive": "yellow"}
 
 

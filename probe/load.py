@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,20 @@ def locustfile_for(settings: Settings) -> Path:
         return settings.locustfile.resolve()
     if settings.rate:
         return LOCUSTFILES / "rate.py"  # the scenario's routes, on a fixed schedule
+    if settings.workload != "select1":
+        return LOCUSTFILES / "work.py"  # every user on /work: one unit of the workload
     return LOCUSTFILES / f"{settings.scenario}.py"
 
 
+class LoadStopped(Exception):
+    """`stop_when` said so (a deadlocked worker): locust was stopped before its end."""
+
+
 def run_locust(settings: Settings, host: str, workdir: Path, duration_s: float | None = None,
-               label: str = "load") -> LoadOutcome:
+               label: str = "load", stop_when: Callable[[], bool] | None = None) -> LoadOutcome:
     """One headless locust run of `duration_s` (default: the settings' load); `label` names
-    its files in `workdir`, so that a warm-up and the measured load keep theirs apart."""
+    its files in `workdir`, so that a warm-up and the measured load keep theirs apart.
+    `stop_when` is asked ten times a second: True stops locust and raises LoadStopped."""
     out = workdir / f"locust-{label}.json"
     duration = duration_s or settings.load_s or 10.0
     files = f"{LOCUSTFILES / 'hdr.py'},{locustfile_for(settings)}"
@@ -80,14 +88,15 @@ def run_locust(settings: Settings, host: str, workdir: Path, duration_s: float |
            "GEVENT_PROBE_RATE": str(settings.rate or ""),
            "GEVENT_PROBE_SCHEDULERS": str(settings.locust_processes),
            "GEVENT_PROBE_DURATION_S": f"{duration:g}",
-           "GEVENT_PROBE_MAX_IN_FLIGHT": str(settings.users)}
+           "GEVENT_PROBE_MAX_IN_FLIGHT": str(settings.users),
+           "GEVENT_PROBE_MAIN_ROUTE": "work" if settings.workload != "select1" else "select1"}
     started = time.time()
     with open(workdir / f"locust-{label}.log", "wb") as log:
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir,
                                 preexec_fn=die_with_parent)
         try:
-            _wait(proc, deadline=time.perf_counter() + duration + STOP_SLACK_S)
+            _wait(proc, time.perf_counter() + duration + STOP_SLACK_S, stop_when)
         finally:
             stop_group(proc, timeout=5)
     if not out.is_file():
@@ -98,9 +107,12 @@ def run_locust(settings: Settings, host: str, workdir: Path, duration_s: float |
     return LoadOutcome(data, duration, cpu, started)
 
 
-def _wait(proc: subprocess.Popen, deadline: float) -> None:
+def _wait(proc: subprocess.Popen, deadline: float,
+          stop_when: Callable[[], bool] | None) -> None:
     """locust stops by itself after -t; past the deadline it is killed (by our caller)."""
     while proc.poll() is None:
         if time.perf_counter() > deadline:
             raise ProbeError("locust did not stop by itself in time; it was killed")
+        if stop_when is not None and stop_when():
+            raise LoadStopped
         time.sleep(0.1)

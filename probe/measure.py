@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -132,16 +133,25 @@ def _clear(value: float, threshold: float) -> bool:
 
 def run_load(driver: Any, conns: list[Any], queries: int | None, duration_s: float | None,
              monitor: LoopMonitor, work: Callable[[], None] | None = None,
-             ) -> tuple[LoadReport, MonitorReport]:
-    """SELECT 1 in one greenlet per entry of `conns` (the same connection repeated when they
-    share one), every call timed into one histogram; the monitor watches exactly the load.
-    `work`: what the app does per query beside it (the compute control)."""
-    load = _Load(driver, work)
+             workload: str = "select1") -> tuple[LoadReport, MonitorReport]:
+    """The workload's unit (probe.workloads; SELECT 1 by default) in one greenlet per entry of
+    `conns` (the same connection repeated when they share one; the DSN for `connect`), every
+    unit timed into one histogram; the monitor watches exactly the load, and calls it a
+    deadlock when nothing completes for a while. `work`: what the app does per unit beside it
+    (the compute control)."""
+    from probe.workloads import WORKLOADS
+
+    load = _Load(driver, work, WORKLOADS[workload].unit)
     contention.STATS.reset()
     monitor.reset()
+    monitor.watch_progress(lambda: load.count + load.errors)
     usage0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     deadline = t0 + (duration_s or COUNTED_LOAD_CAP_S)
-    Pool(len(conns)).map(lambda c: load.one_greenlet(c, queries, deadline), conns)
+    try:
+        Pool(len(conns)).map(lambda ic: load.one_greenlet(ic[1], ic[0], queries, deadline),
+                             list(enumerate(conns)))
+    finally:
+        monitor.watch_progress(None)
     wall = time.perf_counter() - t0
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     monitor.settle()
@@ -154,19 +164,28 @@ def run_load(driver: Any, conns: list[Any], queries: int | None, duration_s: flo
         involuntary_ctx=usage1.ru_nivcsw - usage0.ru_nivcsw,
         first_error=load.first_error,
         lock=contention.STATS.report() if driver.variant.driver == "psycopg" else None,
+        workload=workload, errors_by_message=dict(load.messages),
+        units_by_kind=dict(load.kinds),
     ), watched
 
 
+MAX_MESSAGES = 10  # distinct error messages counted; the others add to the total only
+
+
 class _Load:
-    def __init__(self, driver: Any, work: Callable[[], None] | None) -> None:
+    def __init__(self, driver: Any, work: Callable[[], None] | None,
+                 unit: Callable[[Any, Any, int], str]) -> None:
         self.driver = driver
         self.work = work
+        self.unit = unit
         self.hist = stats.new_histogram()
         self.count = 0
         self.errors = 0
         self.first_error: str | None = None
+        self.messages: Counter[str] = Counter()
+        self.kinds: Counter[str] = Counter()
 
-    def one_greenlet(self, conn: Any, queries: int | None, deadline: float) -> None:
+    def one_greenlet(self, conn: Any, index: int, queries: int | None, deadline: float) -> None:
         done = 0
         while (queries is None or done < queries) and time.perf_counter() < deadline:
             done += 1
@@ -174,16 +193,23 @@ class _Load:
                 self.work()
             start = time.perf_counter_ns()
             try:
-                self.driver.select1(conn)
+                kind = self.unit(self.driver, conn, index)
             except Exception as ex:
-                self.errors += 1
-                self.first_error = self.first_error or first_line(ex)
-                if self.driver.is_broken(conn):
-                    return
-                gevent.sleep(0)  # a failing driver must not starve the others
-                continue
+                self.failed(ex)
+                if isinstance(conn, str) or not self.driver.is_broken(conn):
+                    gevent.sleep(0)  # a failing driver must not starve the others
+                    continue
+                return
             self.hist.record_value(max(1, (time.perf_counter_ns() - start) // 1000))
             self.count += 1
+            self.kinds[kind] += 1
+
+    def failed(self, ex: BaseException) -> None:
+        self.errors += 1
+        message = first_line(ex)
+        self.first_error = self.first_error or message
+        if message in self.messages or len(self.messages) < MAX_MESSAGES:
+            self.messages[message] += 1
 
 
 def first_line(ex: BaseException) -> str:

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 SCHEMA = "gevent-probe/3"
 
-VERDICTS = ("healthy", "hub-blocking", "busy-wait", "computing", "contention", "regressed",
-            "inconclusive")
+VERDICTS = ("healthy", "hub-blocking", "busy-wait", "computing", "contention", "deadlock",
+            "errors", "regressed", "inconclusive")
 
 READABLE = ("gevent-probe/2", SCHEMA)
 SCHEDULE_KEPT = 0.95  # an open model reached this share of its rate...
@@ -205,6 +205,9 @@ class DbLoad:
     errors: int
     qps: float
     first_error: str | None = None
+    workload: str = "select1"  # what each unit of the load was (probe.workloads)
+    errors_by_message: dict[str, int] = field(default_factory=dict)  # first line -> count
+    units_by_kind: dict[str, int] = field(default_factory=dict)  # mixed: completed per kind
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,31 @@ class Runtime:
     psycopg_wait_func_env: str | None = None
     psycogreen: bool = False
     patched_before_import: bool = True  # was select patched when the driver was imported?
+    locks: tuple[str, ...] = ()  # how psycopg's and psycopg_pool's locks are bound
+
+
+@dataclass(frozen=True)
+class BackendWait:
+    """A PostgreSQL backend involved in a lock wait, as the server saw it (pg_stat_activity,
+    pg_locks), read from the tool's own connection while the measured process was stuck."""
+
+    pid: int
+    state: str  # "active", "idle in transaction", ...
+    waiting_for: str | None  # "a tuple lock on gevent_probe_rowlock", or None (not waiting)
+    blocked_by: tuple[int, ...]  # the backends holding what it waits for
+    query: str  # its current or last statement, shortened
+
+
+@dataclass(frozen=True)
+class Deadlock:
+    """A measured process that stopped making progress while work was pending, and why."""
+
+    after_s: float  # how long nothing progressed before it was called a deadlock
+    how: str  # "held": one run held the hub; "stalled": the hub ran, nothing completed
+    hub_stack: tuple[str, ...]  # the hub thread's stack (the run that held it)
+    greenlets: tuple[tuple[str, ...], ...]  # the other greenlets' stacks, where they wait
+    locks: tuple[str, ...] = ()  # how the drivers' locks are bound (gevent's or the OS's)
+    backends: tuple[BackendWait, ...] = ()  # filled in by the tool, from the server
 
 
 @dataclass(frozen=True)
@@ -337,6 +365,7 @@ class Measurement:
     stalls: Stalls
     db: DbLoad
     slices: Slices | None = None  # None in results of schema gevent-probe/2
+    deadlock: Deadlock | None = None  # the process froze: see Deadlock
     contention: Contention | None = None
     http: HttpView | None = None  # `run` only
     workers: tuple[WorkerSummary, ...] = ()  # `run` only
@@ -547,6 +576,9 @@ class LoadReport:
     involuntary_ctx: int
     first_error: str | None = None
     lock: LockReport | None = None
+    workload: str = "select1"
+    errors_by_message: dict[str, int] = field(default_factory=dict)
+    units_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -25,18 +25,21 @@ Three views, because each misses what the others see:
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import gevent
+import greenlet
 from gevent.monkey import get_original
 from hdrh.histogram import HdrHistogram
 
 from probe import sched, stats
 from probe.alarm import Alarm
-from probe.model import MonitorReport, SecondLag, StallEvent
-from probe.slices import SliceTracer, sample_stack
+from probe.model import Deadlock, MonitorReport, SecondLag, StallEvent
+from probe.slices import SliceTracer, format_stack, sample_stack, walk
 
 MAX_EVENTS = 2000  # stall events kept for the timeline (the counts stay exact beyond)
 MAX_SECONDS = 3700
@@ -47,6 +50,10 @@ RESAMPLE_S = 0.005  # a slice still running is sampled again this often (up to M
 # of a saturated one's samples. The verdicts come from slices, so it looks every 5 ms; the
 # pytest guard, where cost does not matter, every millisecond.
 HEARTBEAT_S = 0.005
+# Nothing completed for this long while work was pending: a deadlock (well under gunicorn's
+# --timeout, 30 s by default, which would kill the worker with no word of why).
+DEADLOCK_AFTER_S = 5.0
+MAX_GREENLETS = 12  # distinct waiting stacks kept in a deadlock's report
 
 _start_thread = get_original("_thread", "start_new_thread")
 _thread_sleep = get_original("time", "sleep")
@@ -55,7 +62,8 @@ _get_ident = get_original("_thread", "get_ident")
 
 class LoopMonitor:
     def __init__(self, interval_s: float = HEARTBEAT_S, threshold_s: float = 0.01,
-                 sample_from_s: float | None = None) -> None:
+                 sample_from_s: float | None = None,
+                 deadlock_after_s: float = DEADLOCK_AFTER_S) -> None:
         self.interval_s = interval_s
         self.threshold_s = threshold_s
         # Stacks are sampled from half the threshold on: a slice that ends up held was
@@ -65,6 +73,12 @@ class LoopMonitor:
         self.tracer = SliceTracer(threshold_s)
         self.alarm = Alarm(poll_s=self.sample_from_s)
         self._timer: Any = None  # the heartbeat: a repeating libev timer
+        # No progress for this long while work is pending is a deadlock (watch_progress).
+        self.deadlock_after_s = deadlock_after_s
+        self.on_deadlock: Callable[[Deadlock], None] | None = None
+        self._progress: Callable[[], int] | None = None
+        self._progress_seen = (0, 0.0)  # (count, when it last changed)
+        self._deadlocked = False
         self._beat_second, self._beat_second_max = -1, 0.0
         self._running = False
         self.reset()
@@ -72,6 +86,7 @@ class LoopMonitor:
     def start(self) -> LoopMonitor:
         self._running = True
         self.tracer.alarm, self.tracer.alarm_after_s = self.alarm, self.sample_from_s
+        self.alarm.arm(self.sample_from_s)  # the run going on now is watched too
         self.tracer.start()
         self._timer = gevent.get_hub().loop.timer(self.interval_s, self.interval_s)
         self._beat_at = time.perf_counter()
@@ -108,6 +123,47 @@ class LoopMonitor:
         self.tracer.reset()
         self._since = time.perf_counter()
 
+    # -- no progress: a deadlock ------------------------------------------------------------
+
+    def watch_progress(self, progress: Callable[[], int | None] | None) -> None:
+        """`progress()` counts what completed, or is None while nothing is pending; when it
+        stops moving for deadlock_after_s with work pending, on_deadlock gets the stacks."""
+        self._progress = progress
+        self._progress_seen = (progress() or 0 if progress else 0, time.perf_counter())
+
+    def _pending(self) -> bool:
+        progress = self._progress
+        return progress is not None and progress() is not None
+
+    def _check_progress(self, now: float) -> None:
+        """From the heartbeat: the hub runs, yet nothing completes (greenlets wait on each
+        other: a lock cycle through the server, an OS lock)."""
+        progress = self._progress
+        if progress is None or self._deadlocked:
+            return
+        count, since = self._progress_seen
+        current = progress()
+        if current is None:  # nothing pending: idle, not stuck
+            self._progress_seen = (count, now)
+        elif current != count:
+            self._progress_seen = (current, now)
+        elif now - since > self.deadlock_after_s:
+            self._deadlock("stalled", now - since)
+
+    def _deadlock(self, how: str, after_s: float) -> None:
+        """Once per process: the stacks of the hub thread and of every greenlet, to whoever
+        reports it (the bench worker's pipe, the agent's folder)."""
+        if self._deadlocked:
+            return
+        self._deadlocked = True
+        hub = format_stack(sample_stack(self._hub_ident) or ())
+        stacks = [format_stack(walk(g.gr_frame)) for g in gc.get_objects()
+                  if isinstance(g, greenlet.greenlet) and g.gr_frame is not None]
+        waiting = tuple(dict.fromkeys(s for s in stacks if s and s != hub))[:MAX_GREENLETS]
+        if self.on_deadlock is not None:
+            self.on_deadlock(Deadlock(after_s=round(after_s, 3), how=how, hub_stack=hub,
+                                      greenlets=waiting))
+
     # -- the heartbeat (a timer on the hub) ---------------------------------------------------
 
     def _beat(self) -> None:
@@ -137,6 +193,8 @@ class LoopMonitor:
             self._beat_second, self._beat_second_max = second, 0.0
         if late > self._beat_second_max:
             self._beat_second_max = late
+        if self._progress is not None:
+            self._check_progress(now)
 
     def _stall_kind(self, before: tuple[int, int, int]) -> str:
         """What a late beat waited for: the slice that held the hub if one was that long,
@@ -199,7 +257,10 @@ class LoopMonitor:
                     alarm.arm((sample_from_ns - (now - start)) / 1e9 + 1e-4)
                     continue
                 if seq == sampled_seq and now - sampled_at < resample_ns:
+                    alarm.arm((resample_ns - (now - sampled_at)) / 1e9)
                     continue
+                if now - start > self.deadlock_after_s * 1e9 and self._pending():
+                    self._deadlock("held", (now - start) / 1e9)  # the hub itself is stuck
                 stack = sample_stack(self._hub_ident)
                 if stack is not None and seq == tracer.seq:
                     tracer.add_sample(seq, stack)

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from probe.errors import ProbeError
 from probe.lifecycle import die_with_parent, owned_tempdir, remove_owned, sweep_stale
+from probe.model import BackendWait
 
 TEMP_PREFIX = "gevent-probe-pg-"
 SUPERUSER = "probe"
@@ -357,3 +358,46 @@ def answers(dsn: str, timeout_s: int = 3) -> bool:
     except psycopg2.Error:
         return False
     return True
+
+
+LOCK_WAITS = """
+SELECT a.pid, coalesce(a.state, ''),
+       CASE WHEN a.wait_event_type = 'Lock' THEN
+            coalesce(l.locktype, a.wait_event)
+            || coalesce(' on ' || l.relation::regclass::text, '')
+            || CASE WHEN l.locktype = 'transactionid'
+                    THEN ' (a row another transaction locked)' ELSE '' END
+       END,
+       pg_blocking_pids(a.pid), left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'),
+                                     160)
+FROM pg_stat_activity a
+LEFT JOIN LATERAL (SELECT * FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted LIMIT 1) l
+       ON true
+WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+  AND a.datname = current_database()
+"""
+
+
+def lock_waits(dsn: str, timeout_s: int = 3) -> list[BackendWait]:
+    """The backends that wait for a lock, and those holding it, from a connection of the
+    tool's own (asked while a measured process is stuck, so its locks are still held)."""
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(dsn, connect_timeout=timeout_s)
+    except psycopg2.Error:
+        return []
+    try:
+        with conn.cursor() as cur:
+            cur.execute(LOCK_WAITS)
+            rows = cur.fetchall()
+    except psycopg2.Error:
+        return []
+    finally:
+        conn.close()
+    backends = [BackendWait(pid=pid, state=state, waiting_for=waiting,
+                            blocked_by=tuple(blockers or ()), query=query)
+                for pid, state, waiting, blockers, query in rows]
+    involved = {b.pid for b in backends if b.waiting_for} | {
+        p for b in backends if b.waiting_for for p in b.blocked_by}
+    return [b for b in backends if b.pid in involved]

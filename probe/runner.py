@@ -12,7 +12,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from probe.lifecycle import stop_group
@@ -23,9 +24,14 @@ class WorkerFailed(Exception):
 
 
 def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
-               timeout_s: float, python: str | None = None) -> dict[str, Any]:
+               timeout_s: float, python: str | None = None,
+               stuck: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+               ) -> dict[str, Any]:
     """Run `python -m module` (this interpreter by default; another environment's for the
-    version matrix), send it `job`, and return its report."""
+    version matrix), send it `job`, and return its report. A worker that sends its reply and
+    does not exit is stuck (a deadlocked one replies from its watchdog thread): `stuck` gets
+    the reply first, while the process still holds what it holds (locks on the server), and
+    returns it completed; then the worker is killed."""
     read_fd, write_fd = os.pipe()
     full_env = {**os.environ, **env}
     # -P: the folder the user runs from stays off sys.path (a `probe` there, or a checkout's
@@ -47,11 +53,12 @@ def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
     err_reader = threading.Thread(target=_drain_file, args=(proc.stderr, errors), daemon=True)
     reader.start()
     err_reader.start()
+    completed: dict[str, Any] | None = None
     try:
         assert proc.stdin is not None
         proc.stdin.write(json.dumps(dict(job)).encode())
         proc.stdin.close()
-        proc.wait(timeout=timeout_s)
+        completed = _wait(proc, reader, chunks, timeout_s, stuck)
     except subprocess.TimeoutExpired:
         raise WorkerFailed(f"no report after {timeout_s:.0f} s; the worker was killed") from None
     except BrokenPipeError:
@@ -60,6 +67,8 @@ def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
         stop_group(proc, timeout=2)
         reader.join(timeout=5)
         err_reader.join(timeout=5)
+    if completed is not None:
+        return completed
     raw = b"".join(chunks)
     if proc.returncode != 0 or not raw:
         tail = b"".join(errors).decode(errors="replace").strip().splitlines()
@@ -69,6 +78,35 @@ def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
         return json.loads(raw)
     except ValueError:
         raise WorkerFailed("the worker's report was not valid JSON") from None
+
+
+STUCK_GRACE_S = 1.0  # a worker that replied exits within this; one that does not is stuck
+
+
+def _wait(proc: subprocess.Popen, reader: threading.Thread, chunks: list[bytes],
+          timeout_s: float, stuck: Callable[[dict[str, Any]], dict[str, Any]] | None,
+          ) -> dict[str, Any] | None:
+    """Until the worker exits (None: read its reply as usual), or until it has replied and
+    stays (its reply, completed by `stuck`)."""
+    deadline = time.monotonic() + timeout_s
+    replied_at: float | None = None
+    while True:
+        try:
+            proc.wait(timeout=0.1)
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if now > deadline:
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+        if replied_at is None and not reader.is_alive():
+            replied_at = now
+        if replied_at is not None and now - replied_at > STUCK_GRACE_S and stuck is not None:
+            try:
+                reply = json.loads(b"".join(chunks))
+            except ValueError:
+                return None
+            return stuck(reply)
 
 
 def _drain(fd: int, chunks: list[bytes]) -> None:

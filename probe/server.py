@@ -128,6 +128,12 @@ class Gunicorn:
             stop_group(self.proc, signal.SIGTERM, timeout=15)
             self.proc = None
 
+    def kill(self) -> None:
+        """Now, with every worker: a frozen worker would not answer SIGTERM anyway."""
+        if self.proc is not None:
+            stop_group(self.proc, signal.SIGKILL, timeout=5)
+            self.proc = None
+
     def final_reports(self) -> list[dict[str, Any]]:
         found = []
         for path in sorted(self.stats_dir.glob("worker-*.json")):

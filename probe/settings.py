@@ -75,6 +75,16 @@ class Settings:
                                    "query (default 2)", MEASURING, low=0.05, high=1000)
     compute_ms: float = _opt(15.0, "how long the compute control computes per request without "
                              "yielding (default 15)", MEASURING, low=1, high=1000)
+    workload: str = _opt("select1", "what each unit of the load runs: select1 (default); "
+                         "rowlock, a transaction every greenlet wants on one row (a blocking "
+                         "driver deadlocks); copy (COPY FROM STDIN); notify (LISTEN beside "
+                         "queries); connect (a connection per unit); mixed (execute, "
+                         "executemany, COPY, pipeline: with --connections shared)", MEASURING,
+                         choices=("select1", "rowlock", "copy", "notify", "connect", "mixed"))
+    deadlock_after: float = _opt(5.0, "nothing completed for this many seconds while work was "
+                                 "pending is a deadlock: the stacks and the server's locks are "
+                                 "taken, the process ended (default 5)", MEASURING, low=1,
+                                 high=600, metavar="SECONDS")
     repeat: int | None = _opt(None, "measure every variant K times, interleaved (default 1; 3 "
                               "for gate)", MEASURING, low=1, high=50, metavar="K")
     # -- the load ------------------------------------------------------------------------------

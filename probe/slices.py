@@ -124,6 +124,8 @@ class SliceTracer:
         self.mark_kind = ""
         self._samples: tuple[int, tuple[RawStack, ...]] = (-1, ())
         self._gc_count = gc.get_count()  # as of the last read of the clocks
+        if self.alarm is not None:  # a run that starts now is watched even if none follows
+            self.alarm.arm(self.alarm_after_s)
         self._culprits: dict[RawFrame | str, list[Any]] = {}  # -> [held slices, first stack]
         self.connects = [0, 0, 0, 0, 0]  # calls, call ns, held ns, cpu ns, longest slice ns
 

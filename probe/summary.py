@@ -8,6 +8,7 @@ probe signals are those of the worst worker, counts and histograms are added exa
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from probe.model import (
     Contention,
     Cpu,
     DbLoad,
+    Deadlock,
     HeldSlice,
     HttpView,
     LatencySummary,
@@ -37,7 +39,7 @@ from probe.model import (
     WorkerSummary,
 )
 
-LOAD_ROUTES = ("select1", "sleep", "app")  # "app": the user's own routes (probe.apps.byo)
+LOAD_ROUTES = ("select1", "sleep", "work", "app")  # "app": the user's own routes (byo)
 START_LAG = "start_lag"  # histograms key: open model, µs each request left after it was due
 MAX_EVENTS = 2000
 
@@ -138,6 +140,11 @@ def failed(variant: Any, reason: str) -> Measurement:
     )
 
 
+def deadlocked(variant: Any, found: Deadlock) -> Measurement:
+    """A measurement of `variant` whose process froze: nothing else was measured."""
+    return dataclasses.replace(failed(variant, ""), problems=(), deadlock=found)
+
+
 def merge(measurements: Sequence[Measurement]) -> Measurement:
     """K repeats of a variant as one, each field with the meaning it has in one repeat:
     histograms and counts added exactly, shares over the summed time they are of, the probe's
@@ -163,7 +170,10 @@ def merge(measurements: Sequence[Measurement]) -> Measurement:
                   errors=sum(m.db.errors for m in measurements),
                   qps=round(queries / wall, 1) if wall else 0.0,
                   first_error=next((m.db.first_error for m in measurements
-                                    if m.db.first_error), None)),
+                                    if m.db.first_error), None),
+                  workload=middle.db.workload,
+                  errors_by_message=_added(m.db.errors_by_message for m in measurements),
+                  units_by_kind=_added(m.db.units_by_kind for m in measurements)),
         http=_merged_http(middle.http, [m.http for m in measurements], histograms),
         problems=tuple(dict.fromkeys(p for m in measurements for p in m.problems)),
         histograms=histograms,
@@ -378,7 +388,17 @@ def _db(loads: Sequence[LoadReport], load_s: float) -> DbLoad:
     return DbLoad(latency_ms=stats.latency_summary(hist), queries=queries,
                   errors=sum(load.errors for load in loads),
                   qps=round(queries / load_s, 1) if load_s else 0.0,
-                  first_error=next((x.first_error for x in loads if x.first_error), None))
+                  first_error=next((x.first_error for x in loads if x.first_error), None),
+                  workload=loads[0].workload if loads else "select1",
+                  errors_by_message=_added(load.errors_by_message for load in loads),
+                  units_by_kind=_added(load.units_by_kind for load in loads))
+
+
+def _added(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for c in counts:
+        total.update(c)
+    return dict(total)
 
 
 def _contention(connections: str, loads: Sequence[LoadReport],

@@ -10,6 +10,7 @@ worker that left none died, and says so.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,16 +22,18 @@ from pathlib import Path
 from probe import availability, summary
 from probe import dsn as dsn_mod
 from probe.errors import ProbeError
-from probe.load import run_locust
+from probe.load import LoadStopped, run_locust
 from probe.model import (
     AgentReport,
     AppDriver,
     AppInfo,
+    Deadlock,
     Measurement,
     ProbeReport,
     Unavailable,
     from_dict,
 )
+from probe.postgres import lock_waits
 from probe.server import OWN_APP, SAMPLE_APP, Gunicorn
 from probe.settings import Settings
 from probe.variants import Variant
@@ -76,7 +79,12 @@ class HttpTransport:
                                          f"the load: {reply['failed']}")
                 phase(f"load: {s.rate:g} requests/s for {s.load_s:g} s" if s.rate else
                       f"load: {s.users} users for {s.load_s:g} s")
-                outcome = run_locust(s, server.url, workdir)
+                try:
+                    outcome = run_locust(s, server.url, workdir,
+                                         stop_when=lambda: any(workdir.glob(DEADLOCKED)))
+                except LoadStopped:
+                    phase("a worker froze: asking PostgreSQL why, then ending it")
+                    return self._deadlocked(variant, server, workdir)
                 phase("stopping gunicorn")
         except ProbeError as ex:
             return summary.failed(variant, str(ex))
@@ -90,6 +98,14 @@ class HttpTransport:
             scenario=str(s.locustfile) if s.locustfile else s.scenario, users=s.users,
             loadgen_processes=s.locust_processes, loadgen_core_share=outcome.max_core_share,
             loadgen_saturated=outcome.saturated, problems=problems, target_rps=s.rate)
+
+    def _deadlocked(self, variant: Variant, server: Gunicorn, workdir: Path) -> Measurement:
+        """A worker left a deadlock report: what the server's backends wait for, read while
+        the worker still holds its locks; then the whole server is killed, not asked."""
+        found = from_dict(Deadlock, json.loads(next(workdir.glob(DEADLOCKED)).read_text()))
+        found = dataclasses.replace(found, backends=tuple(lock_waits(self.dsn)))
+        server.kill()
+        return summary.deadlocked(variant, found)
 
     def _unavailable(self, variant: Variant) -> Unavailable | None:
         """A driver that cannot import would only crash gunicorn: ask once per variant."""
@@ -108,7 +124,8 @@ class HttpTransport:
                 "GEVENT_PROBE_POOL": s.pool, "GEVENT_PROBE_POOL_SIZE": str(s.pool_size),
                 "GEVENT_PROBE_BLOCK_THRESHOLD_MS": str(s.block_threshold_ms),
                 "GEVENT_PROBE_PARTIAL_BLOCK_MS": str(s.partial_block_ms),
-                "GEVENT_PROBE_COMPUTE_MS": str(s.compute_ms)}
+                "GEVENT_PROBE_COMPUTE_MS": str(s.compute_ms),
+                "GEVENT_PROBE_WORKLOAD": s.workload}
 
     def _diag(self, server: Gunicorn) -> tuple[list[int], list[str]]:
         replies = server.each_worker("/diag")
@@ -182,3 +199,4 @@ def check_app(settings: Settings, dsn: str) -> AppInfo | None:
 
 
 APP_LINE = "gevent-probe app drivers: "
+DEADLOCKED = "deadlock-*.json"  # what a frozen worker's agent leaves (probe.agent)

@@ -24,6 +24,7 @@ class Variant:
     psycogreen: bool = False
     wait_hook: str | None = None  # "spin" or "partial": a wait function the control installs
     compute: bool = False  # every request (bench: every query) computes without yielding
+    imports_pool: bool = False  # the sample app imports psycopg_pool at module level too
     preload: bool = False  # system mode only: gunicorn --preload, app imports the driver
     control: bool = False
     expected: str = "healthy"
@@ -104,6 +105,17 @@ VARIANTS: tuple[Variant, ...] = (
         modes=("bench",),  # under gunicorn the same trap is the `preload` variant
     ),
     Variant(
+        name="psycopg-python-first",
+        driver="psycopg",
+        impl="python",
+        import_before_patch=True,
+        description="psycopg 3 pure Python imported before monkey.patch_all(): its waits "
+        "still yield (wait_poll) but each connection's lock is an OS lock (with "
+        "--connections shared: a deadlock)",
+        install_hint="install the system libpq (e.g. apt-get install libpq5)",
+        modes=("bench",),  # under gunicorn, importing before patching is what --preload does
+    ),
+    Variant(
         name="partial-block",
         driver="psycopg",
         impl="binary",
@@ -134,6 +146,19 @@ VARIANTS: tuple[Variant, ...] = (
         control=True,
         expected="busy-wait",
         install_hint=_BINARY_HINT,
+    ),
+    Variant(
+        name="preload-pool",
+        driver="psycopg",
+        impl="binary",
+        preload=True,
+        import_before_patch=True,
+        imports_pool=True,
+        description="gunicorn --preload with an app that imports psycopg and psycopg_pool "
+        "at module level, in the master: wait_c, and the pool's sleep bound to the OS's",
+        install_hint=_BINARY_HINT,
+        expected="hub-blocking",
+        modes=("run",),
     ),
     Variant(
         name="preload",

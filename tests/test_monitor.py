@@ -14,7 +14,7 @@ blocking_sleep = time.sleep  # this test process is not monkey-patched: it reall
 
 @pytest.fixture
 def monitor():
-    m = LoopMonitor(threshold_s=0.01).start()
+    m = LoopMonitor(interval_s=0.001, threshold_s=0.01).start()
     gevent.sleep(0.02)
     m.reset()
     yield m

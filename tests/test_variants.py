@@ -7,8 +7,8 @@ from probe.errors import ProbeError
 def test_all_bench_variants_in_order():
     names = [v.name for v in variants.select(None, "bench")]
     assert names == ["psycopg2", "psycopg2-green", "psycopg-binary", "psycopg-c",
-                     "psycopg-python", "wait_c", "import-before-patch", "partial-block",
-                     "compute", "spin-wait"]
+                     "psycopg-python", "wait_c", "import-before-patch",
+                     "psycopg-python-first", "partial-block", "compute", "spin-wait"]
 
 
 def test_select_by_name_keeps_order_and_drops_duplicates():

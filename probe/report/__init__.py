@@ -39,7 +39,8 @@ LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MAX_EVENTS_SHOWN = 100  # per variant; the timeline draws them all
 NOTABLE_P99_CHANGE = 0.2  # the gate's default --max-p99-ratio (1.2): below it, mostly noise
 PROBLEM_NOUNS = {"hub-blocking": "hub blocking", "busy-wait": "busy-waiting",
-                 "computing": "computing without yielding",
+                 "computing": "computing without yielding", "deadlock": "a deadlock",
+                 "errors": "driver errors",
                  "contention": "connection contention", "regressed": "a latency regression",
                  "inconclusive": "no conclusion"}
 # Where the embedded server listened: differs on every run, says nothing about the machine.
