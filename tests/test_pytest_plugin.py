@@ -41,6 +41,9 @@ def connect_and_sleep(module, n=8):
     gevent.joinall([gevent.spawn(one) for _ in range(n)], raise_error=True)
 
 
+# 20 ms: a handshake computes ~5-9 ms on the CPU (SCRAM) in one run, more on a busy CI
+# runner; benchmarks/guard_soak.py holds the default 10 ms on a quiet machine.
+@pytest.mark.hub_block_guard(max_ms=20)
 def test_concurrent_cooperative_connects_pass(hub_block_guard):
     connect_and_sleep(psycopg)  # 8 handshakes queue for the hub: queueing, not a block
 

@@ -162,7 +162,7 @@ def test_your_app_is_judged_on_the_drivers_it_uses(tmp_path):
     (tmp_path / "shopapp.py").write_text(PSYCOPG3_APP)
     out = tmp_path / "r.json"
     proc = probe_cli("run", "--app", "shopapp:app", "--chdir", str(tmp_path), "--duration",
-                     "2", "--warm-up", "1", "--users", "10", "--json", str(out), timeout=600)
+                     "3", "--warm-up", "1", "--users", "10", "--json", str(out), timeout=600)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     measured = {r["name"]: r["verdict"] for r in data["variants"]}
