@@ -59,8 +59,8 @@ EXPECTED = {"test_psycopg3_connects": "passed", "test_psycopg2_connects": "faile
             "test_computing": "failed"}
 
 
-def once(folder: Path, dsn: str) -> dict[str, tuple[str, str]]:
-    """{test: (outcome, what the failure said that matters)} of one pytest run."""
+def once(folder: Path, dsn: str) -> dict[str, tuple[str, str, str]]:
+    """{test: (outcome, what the failure said that matters, its first line)} of one run."""
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                            "-rA", "test_guarded.py"], capture_output=True, text=True,
                           cwd=folder, timeout=300, env={**os.environ, "GUARD_SOAK_DSN": dsn})
@@ -72,7 +72,9 @@ def once(folder: Path, dsn: str) -> dict[str, tuple[str, str]]:
             else ""
         said = ("names the connect" if "module.connect(DSN)" in section else
                 "computing" if "computing:" in section else "")
-        results[name] = (outcome, said)
+        first = next((line.strip(" E") for line in section.splitlines()
+                      if "held the gevent hub" in line), "")
+        results[name] = (outcome, said, first)
     return results
 
 
@@ -81,14 +83,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     tally: Counter[tuple[str, str, str]] = Counter()
+    surprises: list[str] = []
     t0 = time.perf_counter()
     with postgres.database(None) as database, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "conftest.py").write_text(CONFTEST)
         (folder / "test_guarded.py").write_text(TESTS)
         for _ in range(args.runs):
-            for name, (outcome, said) in once(folder, database.dsn).items():
+            for name, (outcome, said, first) in once(folder, database.dsn).items():
                 tally[(name, outcome, said)] += 1
+                if outcome != EXPECTED[name]:
+                    surprises.append(f"{name}: {first or outcome}")
+    print(*surprises, sep="\n")
     print(f"{time.perf_counter() - t0:.0f} s in all, {args.runs} runs")
     for (name, outcome, said), n in sorted(tally.items()):
         ok = "as expected" if outcome == EXPECTED[name] else "NOT as expected"

@@ -20,26 +20,40 @@ from typing import Any
 from probe.slices import SliceTracer
 
 _MARK = "_gevent_probe_connect"
+# The tracer whose report counts the connects: the wrappers stay on the drivers once put
+# there, and a later monitor (the pytest guard's, test after test) takes them over.
+_current: SliceTracer | None = None
 
 
 def instrument(tracer: SliceTracer) -> None:
-    """Wrap the connect functions of the drivers imported so far (idempotent)."""
+    """Count connects in `tracer`, wrapping the drivers imported so far (idempotent)."""
+    global _current
+    _current = tracer
     psycopg = sys.modules.get("psycopg")
     if psycopg is not None:
         connection = psycopg.Connection
         original = connection.__dict__["connect"]
         if not getattr(original.__func__, _MARK, False):
-            wrapped = _timed(original.__func__, tracer)
-            connection.connect = classmethod(wrapped)  # type: ignore[method-assign]
+            connection.connect = classmethod(_timed(original.__func__))
             psycopg.connect = connection.connect
     psycopg2 = sys.modules.get("psycopg2")
     if psycopg2 is not None and not getattr(psycopg2.connect, _MARK, False):
-        psycopg2.connect = _timed(psycopg2.connect, tracer)
+        psycopg2.connect = _timed(psycopg2.connect)
 
 
-def _timed(connect: Callable[..., Any], tracer: SliceTracer) -> Callable[..., Any]:
+def release(tracer: SliceTracer) -> None:
+    """Stop counting connects in `tracer` (its monitor stopped); the wrappers pass through."""
+    global _current
+    if _current is tracer:
+        _current = None
+
+
+def _timed(connect: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(connect)
     def timed_connect(*args: Any, **kwargs: Any) -> Any:
+        tracer = _current
+        if tracer is None:
+            return connect(*args, **kwargs)
         with tracer.within_connect():
             return connect(*args, **kwargs)
 

@@ -131,6 +131,7 @@ class HeldSlice:
     off_cpu_ms: float = 0.0  # asleep in the kernel while holding the hub
     runq_ms: float = 0.0
     hub: bool = False  # the hub's own run (a callback), not a greenlet's
+    in_connect: bool = False  # inside a driver's connect (a handshake: SCRAM, TLS)
     frames: tuple[str, ...] = ()  # the lines sampled while it ran, in order
     stack: tuple[str, ...] = ()  # the first sampled stack, innermost last
     yielded_at: str | None = None  # where it finally switched out

@@ -178,7 +178,8 @@ class SliceTracer:
             key = id(origin)
             self._blocked[key] = self._blocked.get(key, 0) + asleep
         if wall >= self.threshold_ns:
-            self._held(origin, origin is self.hub, started, wall, now, cpu, runq)
+            self._held(origin, origin is self.hub, started, wall, now, cpu, runq,
+                       in_connect=id(origin) in tags)
         elif wall > self.mark_ns:
             self.mark_ns, self.mark_kind = wall, ""
         if id(origin) in tags:
@@ -205,7 +206,7 @@ class SliceTracer:
         return entry
 
     def _held(self, origin: Any, hub: bool, started_ns: int, wall: int, now: int, cpu: int,
-              runq: int) -> None:
+              runq: int, in_connect: bool = False) -> None:
         """A slice past the threshold: classify it from the clocks read since `_read_at`,
         which is at most `refresh_s` before the slice began. That lead-in is taken off the
         time asleep (the hub may have idled then), so the split never overstates blocking.
@@ -237,7 +238,7 @@ class SliceTracer:
             self._events.append(HeldSlice(t=round(started, 4), ms=round(wall / 1e6, 3),
                                           kind=kind))
         record = _Held(started, wall, kind, on_cpu, asleep, runq_ns, hub, collector, stacks,
-                       yielded)
+                       yielded, in_connect)
         if kind != "preempted":
             where = collector or _innermost(stacks[0] if stacks else yielded)
             known = self._culprits.setdefault(where, [0, stacks[0] if stacks else ()])
@@ -401,6 +402,7 @@ class _Held:
     collector: str | None
     stacks: tuple[RawStack, ...]
     yielded: RawStack
+    in_connect: bool
 
     def formatted(self) -> HeldSlice:
         lines = [format_stack(s) for s in self.stacks]
@@ -412,6 +414,7 @@ class _Held:
                          on_cpu_ms=round(self.on_cpu / 1e6, 3),
                          off_cpu_ms=round(self.asleep / 1e6, 3),
                          runq_ms=round(self.runq / 1e6, 3), hub=self.hub,
+                         in_connect=self.in_connect,
                          frames=tuple(dict.fromkeys(frames)), stack=lines[0] if lines else (),
                          yielded_at=culprit_line(yielded) if yielded else None)
 

@@ -41,11 +41,13 @@ def connect_and_sleep(module, n=8):
     gevent.joinall([gevent.spawn(one) for _ in range(n)], raise_error=True)
 
 
-# 20 ms: a handshake computes ~5-9 ms on the CPU (SCRAM) in one run, more on a busy CI
-# runner; benchmarks/guard_soak.py holds the default 10 ms on a quiet machine.
-@pytest.mark.hub_block_guard(max_ms=20)
 def test_concurrent_cooperative_connects_pass(hub_block_guard):
     connect_and_sleep(psycopg)  # 8 handshakes queue for the hub: queueing, not a block
+
+
+@pytest.mark.hub_block_guard(max_connect_ms=0.5)
+def test_handshakes_fail_when_asked(hub_block_guard):
+    connect_and_sleep(psycopg)  # SCRAM computes for milliseconds in each
 
 
 def test_a_blocking_connect_fails(hub_block_guard):
@@ -123,14 +125,14 @@ def test_the_guard_fails_blocking_tests_and_names_the_frame(pytester, cluster, m
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_guarded=TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=7, failed=5)
+    result.assert_outcomes(passed=7, failed=6)
     out = result.stdout.str()
     failed = {line.split("::")[1].split()[0] for line in out.splitlines()
               if line.startswith("FAILED test_guarded.py::")}
     assert failed == {"test_blocking_driver_fails", "test_a_plain_blocking_sleep_fails",
                       "test_a_blocking_connect_fails",
                       "test_computing_in_a_loop_fails_as_computing",
-                      "test_queueing_fails_when_asked"}, out
+                      "test_queueing_fails_when_asked", "test_handshakes_fail_when_asked"}, out
     assert "a greenlet held the gevent hub for" in out and "allowed 30 ms" in out
     assert "allowed 10 ms" in out  # the default, for the plain sleep
     assert "blocked: asleep in a call" in out and "psycopg2" in out  # the driver's call...
@@ -139,3 +141,6 @@ def test_the_guard_fails_blocking_tests_and_names_the_frame(pytester, cluster, m
     assert "computing: " in out and "on the CPU without yielding" in out
     assert "conn = module.connect(DSN)" in out  # the blocking connect, named
     assert "greenlets waited up to" in out and "allowed 15 ms by max_queue_ms" in out
+    assert "a connection's handshake held the gevent hub" in out
+    assert "allowed 0.5 ms by max_connect_ms" in out
+    assert "8 connect(s), handshakes holding the hub up to" in out
