@@ -8,6 +8,7 @@ and are merged by adding counts, never by averaging percentiles.
 from __future__ import annotations
 
 import itertools
+import statistics
 from collections.abc import Iterable
 
 from hdrh.histogram import HdrHistogram
@@ -100,16 +101,20 @@ def burn_ratio(r: SleepRound) -> float:
 
 def staircase_step(hist: HdrHistogram, min_waits: int = 5) -> float | None:
     """The step, in ms, when the waits grow like a staircase (the k-th waiter waits about k
-    steps: each got the connection only after a whole turn of the one before), else None."""
+    steps: each got the connection only after a whole turn of the one before), else None.
+
+    Robust to a few odd steps (a preempted turn doubles one): the steps are judged by their
+    median and median deviation, the growth by a straight-line fit over the waiters' ranks."""
     if not min_waits <= hist.get_total_count() <= 1000:  # a pile of waits is not a staircase
         return None
     values, counts = values_us(hist)
     waits = sorted(v / 1000 for v, c in zip(values, counts, strict=True) for _ in range(c))
-    gaps = sorted(b - a for a, b in itertools.pairwise(waits))
-    step = gaps[len(gaps) // 2]
+    gaps = [b - a for a, b in itertools.pairwise(waits)]
+    step = statistics.median(gaps)
     if step <= 0.5:  # sub-ms gaps: a pile of short waits, not steps
         return None
-    quartiles = gaps[len(gaps) // 4], gaps[3 * len(gaps) // 4]
-    even = (quartiles[1] - quartiles[0]) <= step  # the steps are about the same height
-    linear = 0.7 <= waits[-1] / (len(waits) * step) <= 1.4  # and start near one step
+    even = statistics.median(abs(g - step) for g in gaps) <= 0.5 * step  # random waits: ~0.7
+    ranks = range(1, len(waits) + 1)
+    slope, intercept = statistics.linear_regression(ranks, waits)
+    linear = statistics.correlation(ranks, waits) >= 0.98 and -slope <= intercept <= 1.5 * slope
     return round(step, 2) if even and linear else None

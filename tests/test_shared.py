@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from probe import stats
 from tests.conftest import probe_cli
 
 pytestmark = pytest.mark.slow
@@ -14,6 +15,12 @@ def results_of(tmp_path, *args: str) -> dict:
     proc = probe_cli(*args, "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     return {r["name"]: r for r in json.loads(out.read_text())["variants"]}
+
+
+def waits_ms(result: dict) -> list[float]:
+    hist = stats.decode(result["measured"]["histograms"]["lock_wait"])
+    values, counts = stats.values_us(hist)
+    return [v / 1000 for v, n in zip(values, counts, strict=True) for _ in range(n)]
 
 
 def test_bench_on_one_shared_connection(tmp_path):
@@ -27,7 +34,7 @@ def test_bench_on_one_shared_connection(tmp_path):
         assert c["connections"] == "shared" and c["contended"] >= 8 and c["wait_share"] > 0.5
         assert "psycopg_pool" in result["fix"]
         assert any("not fair" in e for e in result["evidence"])
-        assert any("staircase" in e for e in result["evidence"])
+        assert any("staircase" in e for e in result["evidence"]), waits_ms(result)
     # The blocking driver never yields, so nobody waits on its connection: it blocks instead.
     assert found["psycopg2"]["verdict"] == "hub-blocking"
     green = found["psycopg2-green"]

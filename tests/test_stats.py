@@ -49,3 +49,19 @@ def test_a_staircase_of_waits_is_recognised_and_a_pile_of_short_ones_is_not():
         pile.record_value(v)
     assert stats.staircase_step(stairs) == pytest.approx(5.5, rel=0.15)
     assert stats.staircase_step(pile) is None
+
+
+def test_a_staircase_with_odd_steps_is_still_one_and_random_waits_are_not():
+    # Turns on a loaded machine: four of them preempted (a doubled step), the rest uneven.
+    noisy = [11.0, 25.1, 50.3, 60.3, 69.5, 98.6, 126.8, 136.8, 145.2, 155.5, 186.1, 197.1,
+             219.9, 233.1, 254.9]
+    # Waiters arriving at random times: exponential gaps, no turns.
+    random = [0.8, 3.1, 3.9, 9.5, 10.2, 18.0, 19.1, 31.7, 33.0, 40.2, 61.5, 63.0, 90.4, 140.2]
+    found = {}
+    for name, waits in (("noisy", noisy), ("random", random)):
+        hist = stats.new_histogram()
+        for w in waits:
+            hist.record_value(round(w * 1000))
+        found[name] = stats.staircase_step(hist)
+    assert found["noisy"] == pytest.approx(12.0, rel=0.2)
+    assert found["random"] is None
