@@ -410,7 +410,8 @@ def findings(m: Measurement) -> list[str]:
                      "deadlock as soon as the holder needs the hub (greenlets sharing a "
                      "connection). Import psycopg and psycopg_pool only after "
                      "monkey.patch_all().")
-    if s.busy_share >= t.SATURATED_BUSY and m.http is not None:
+    short_slices = s.blocked_share + s.computing_share < t.HELD_SHARE  # else: held, not queued
+    if s.busy_share >= t.SATURATED_BUSY and m.http is not None and short_slices:
         capacity = (f"; at full use it would serve about {s.capacity_rps:,.0f} RPS"
                     if s.capacity_rps else "")
         notes.append(

@@ -29,11 +29,12 @@ class SchedStat:
             self._fd: int | None = os.open(PATH, os.O_RDONLY)
         except OSError:  # not Linux (macOS), or a container's restricted /proc
             self._fd = None
+        self._readable = self._fd is not None  # still true once closed: the report follows
 
     @property
     def knows_runq(self) -> bool:
         """False where the time waiting for a CPU cannot be read (it reads as 0)."""
-        return self._fd is not None
+        return self._readable
 
     def read_ns(self) -> tuple[int, int]:
         """(ns on a CPU, ns runnable waiting for a CPU) since the thread started."""

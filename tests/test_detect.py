@@ -96,6 +96,12 @@ def test_a_saturated_worker_is_healthy_with_a_note_on_capacity():
     (note,) = verdict.notes
     assert "Saturated, not blocked" in note and "704 RPS" in note and "--rate" in note
     assert any("260 queued behind short slices" in e for e in verdict.evidence)
+    # busy because its runs held the hub asleep: blocked, not saturated by short slices
+    blocking = detect.judge(measurement(
+        slices=slices(busy=1.0, blocked=133, blocked_ms=7900, capacity_rps=176.0),
+        lag_ms=lag, stalls=late, http=http_view()))
+    assert blocking.verdict == "hub-blocking"
+    assert not any("Saturated" in n for n in blocking.notes), blocking.notes
 
 
 def test_connecting_per_request_is_a_note_with_its_cpu_cost():

@@ -133,3 +133,11 @@ def test_starting_and_stopping_monitors_leaks_no_file_descriptor():
         m.stop()
         gevent.sleep(0.005)
     assert fds() <= before + 1
+
+
+def test_a_report_taken_after_stopping_still_knows_the_cpu_queue():
+    # The worker stops watching before it reports: closing schedstat is not losing it.
+    m = LoopMonitor(interval_s=0.001, threshold_s=0.01).start()
+    gevent.sleep(0.01)
+    m.stop()
+    assert m.report().missing == ()
