@@ -170,7 +170,7 @@ class Agent:
         if self.app_error is None:
             self.app_error = describe_exception(ex)
 
-    def measure(self, token: str, concurrency: int, sleep_ms: float, rounds: int) -> dict:
+    def measure(self, token: str, concurrency: int, sleep_ms: float, rounds: int) -> dict[str, Any]:
         if token not in self._measured:
             self.ensure_driver()
             job = ProbeJob(dsn=self.dsn, concurrency=concurrency, sleep_s=sleep_ms / 1000,

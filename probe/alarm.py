@@ -57,7 +57,7 @@ class Alarm:
     def _open(self) -> None:
         try:
             if hasattr(os, "timerfd_create"):
-                self._fd = os.timerfd_create(time.CLOCK_MONOTONIC, flags=os.TFD_CLOEXEC)
+                self._fd = os.timerfd_create(time.CLOCK_MONOTONIC, flags=os.TFD_CLOEXEC)  # type: ignore[attr-defined]
                 self._settime = self._settime_os
                 return
             libc = ctypes.CDLL(None, use_errno=True)

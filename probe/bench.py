@@ -29,7 +29,7 @@ class BenchTransport:
         self.python = python  # another environment's interpreter (the version matrix)
         self.env = env or {}
 
-    def job(self, variant: Variant) -> dict:
+    def job(self, variant: Variant) -> dict[str, Any]:
         s = self.settings
         return {"variant": variant.name, "dsn": self.dsn, "concurrency": s.concurrency,
                 "connections": s.connections, "queries": None if s.load_s else s.queries,

@@ -29,14 +29,14 @@ def instrument(tracer: SliceTracer) -> None:
     """Count connects in `tracer`, wrapping the drivers imported so far (idempotent)."""
     global _current
     _current = tracer
-    psycopg = sys.modules.get("psycopg")
+    psycopg: Any = sys.modules.get("psycopg")
     if psycopg is not None:
         connection = psycopg.Connection
         original = connection.__dict__["connect"]
         if not getattr(original.__func__, _MARK, False):
             connection.connect = classmethod(_timed(original.__func__))
             psycopg.connect = connection.connect
-    psycopg2 = sys.modules.get("psycopg2")
+    psycopg2: Any = sys.modules.get("psycopg2")
     if psycopg2 is not None and not getattr(psycopg2.connect, _MARK, False):
         psycopg2.connect = _timed(psycopg2.connect)
 

@@ -75,7 +75,8 @@ class TimedLock:
         if STATS.first_frame is None:
             STATS.first_frame = caller_frame()
         start = time.perf_counter_ns()
-        acquired = self._lock.acquire(True) if timeout == -1 else self._lock.acquire(True, timeout)
+        acquired: bool = (self._lock.acquire(True) if timeout == -1 else
+                          self._lock.acquire(True, timeout))
         if acquired:
             STATS.record(time.perf_counter_ns() - start)
         return acquired
@@ -84,7 +85,8 @@ class TimedLock:
         self._lock.release()
 
     def locked(self) -> bool:
-        return self._lock.locked()
+        held: bool = self._lock.locked()
+        return held
 
     def __enter__(self) -> bool:
         if self._lock.acquire(False):

@@ -36,14 +36,14 @@ class Driver:
         conn.autocommit = True
         return conn
 
-    def execute(self, conn: Any, sql: str, params: tuple = ()) -> Any:
+    def execute(self, conn: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
         if self.variant.driver == "psycopg":
             return conn.execute(sql, params or None).fetchone()
         with conn.cursor() as cur:
             cur.execute(sql, params or None)
             return cur.fetchone()
 
-    def run(self, conn: Any, sql: str, params: tuple = ()) -> None:
+    def run(self, conn: Any, sql: str, params: tuple[Any, ...] = ()) -> None:
         """A statement whose result is not read (BEGIN, UPDATE, COMMIT...)."""
         if self.variant.driver == "psycopg":
             conn.execute(sql, params or None)
@@ -175,7 +175,7 @@ def _set_wait(wait: Any) -> None:
     # psycopg < 3.2 imported `wait` by name into psycopg.connection.
     connection = importlib.import_module("psycopg.connection")
     if hasattr(connection, "wait"):
-        connection.wait = wait
+        connection.wait = wait  # type: ignore[attr-defined]  # only in psycopg < 3.2
 
 
 def install_partial_block(block_s: float) -> None:

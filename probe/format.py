@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import io
+from typing import Literal
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from probe.model import MatrixResult, Measurement, RunResult, Unavailable, VariantResult
+from probe.model import (
+    MatrixResult,
+    Measurement,
+    RunResult,
+    Runtime,
+    Unavailable,
+    VariantResult,
+)
+from probe.variants import Variant
 
 STYLE = {"healthy": "green", "hub-blocking": "bold red", "busy-wait": "bold magenta",
          "computing": "bold magenta", "contention": "bold yellow", "regressed": "bold red",
@@ -39,7 +48,8 @@ def results_table(run: RunResult, color: bool = False, width: int | None = None)
     command = run.command.split()[1] if len(run.command.split()) > 1 else run.mode
     table = Table(title=f"gevent-probe {command} — {run.environment.get('database', '')}",
                   title_justify="left")
-    columns = [("variant", "left"), ("verdict", "left"), ("wait", "left")]
+    columns: list[tuple[str, Literal["left", "right"]]] = [
+        ("variant", "left"), ("verdict", "left"), ("wait", "left")]
     columns += ([("RPS", "right"), ("route", "left"), ("avg ms", "right"), ("p99 ms", "right"),
                  ("other p99", "right")] if is_run else
                 [("driver", "left"), ("avg ms", "right"), ("p99 ms", "right"), ("qps", "right")])
@@ -144,8 +154,8 @@ def controls_line(run: RunResult) -> str:
     return f"\ncontrols: all {len(checked)} flagged as expected"
 
 
-def variants_table(rows: list, mode: str, color: bool = False,
-                   width: int | None = None) -> str:
+def variants_table(rows: list[tuple[Variant, Runtime | Unavailable]], mode: str,
+                   color: bool = False, width: int | None = None) -> str:
     """`gevent-probe variants`: what each variant is and what it really loads here."""
     other = "run" if mode == "bench" else "bench"
     table = Table(title=f"gevent-probe variants of {mode} (--mode {other} for {other}'s)",

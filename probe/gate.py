@@ -246,7 +246,8 @@ def _latency_keys(v: VariantResult, reference: VariantResult) -> list[str]:
 
 
 def _recorded(encoded: list[str]) -> int:
-    return stats.merge(encoded).get_total_count()
+    count: int = stats.merge(encoded).get_total_count()
+    return count
 
 
 def _per_repeat(v: VariantResult, key: str) -> list[str]:

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -27,7 +28,8 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
-def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+def stop_group(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM,
+               timeout: float = 10.0) -> None:
     """Stop a process started with start_new_session=True and everything in its group."""
     if proc.poll() is None:
         _signal_group(proc.pid, sig)

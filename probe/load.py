@@ -16,15 +16,16 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from probe import locustfiles, thresholds
+from probe import thresholds
 from probe.errors import ProbeError
 from probe.lifecycle import die_with_parent, stop_group
 from probe.settings import Settings
 
-LOCUSTFILES = Path(locustfiles.__file__).resolve().parent
+LOCUSTFILES = Path(str(resources.files("probe.locustfiles")))
 STOP_SLACK_S = 30.0  # locust start-up and shutdown beyond the load itself
 
 
@@ -107,7 +108,7 @@ def run_locust(settings: Settings, host: str, workdir: Path, duration_s: float |
     return LoadOutcome(data, duration, cpu, started)
 
 
-def _wait(proc: subprocess.Popen, deadline: float,
+def _wait(proc: subprocess.Popen[bytes], deadline: float,
           stop_when: Callable[[], bool] | None) -> None:
     """locust stops by itself after -t; past the deadline it is killed (by our caller)."""
     while proc.poll() is None:

@@ -218,7 +218,7 @@ def shim() -> Path:
 
 def run(settings: Settings, database: Database, run_id: str, versions: list[str],
         progress: Progress | None = None,
-        sink: Callable[[MatrixResult], None] | None = None) -> MatrixResult:
+        sink: Callable[[MatrixResult], object] | None = None) -> MatrixResult:
     """Bench `versions` (from `expand`) of settings.package, each in its environment; `sink`
     gets the matrix so far after every version (results.json, written atomically)."""
     started = datetime.now(UTC)

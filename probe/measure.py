@@ -53,7 +53,7 @@ class ProbeJob:
 def open_connections(driver: Any, dsn: str, count: int) -> list[Any]:
     """`count` connections, opened concurrently and warmed up."""
     pool = Pool(count)
-    conns = pool.map(lambda _: driver.connect(dsn), range(count))
+    conns: list[Any] = pool.map(lambda _: driver.connect(dsn), range(count))
     pool.map(lambda c: [driver.select1(c) for _ in range(WARM_UP_QUERIES)], conns)
     return conns
 

@@ -637,6 +637,6 @@ def _convert(hint: Any, value: Any) -> Any:
         return tuple(_convert(item, v) for v in value)
     if origin is dict:
         return dict(value)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value)
     return value

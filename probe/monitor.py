@@ -76,7 +76,7 @@ class LoopMonitor:
         # No progress for this long while work is pending is a deadlock (watch_progress).
         self.deadlock_after_s = deadlock_after_s
         self.on_deadlock: Callable[[Deadlock], None] | None = None
-        self._progress: Callable[[], int] | None = None
+        self._progress: Callable[[], int | None] | None = None
         self._progress_seen = (0, 0.0)  # (count, when it last changed)
         self._deadlocked = False
         self._beat_second, self._beat_second_max = -1, 0.0
@@ -247,8 +247,8 @@ class LoopMonitor:
         sampled_seq, sampled_at = -1, 0
         try:
             while self._running and alarm.wait():
-                if not self._running:
-                    break
+                if not self._running:  # stop() clears it from another thread
+                    break  # type: ignore[unreachable]
                 seq, start = tracer.seq, tracer.start_ns
                 now = time.perf_counter_ns()
                 if seq != tracer.seq:

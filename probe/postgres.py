@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from probe.errors import ProbeError
 from probe.lifecycle import die_with_parent, owned_tempdir, remove_owned, sweep_stale
@@ -126,7 +127,8 @@ def _version_key(path: str) -> tuple[int, ...]:
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _unprivileged_user() -> pwd.struct_passwd | None:
@@ -146,7 +148,7 @@ class EphemeralCluster:
         self.bindir = self.binaries.bindir
         self.user = _unprivileged_user()
         self.tmpdir: Path | None = None
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[Any] | None = None
         self.port = 0
         self.passfile: Path | None = None
 
@@ -261,8 +263,8 @@ class EphemeralCluster:
         # Runs in the child after the uid switch: if we die, even by SIGKILL, so does it.
         die_with_parent(signal.SIGQUIT)
 
-    def _popen_kwargs(self) -> dict:
-        kwargs: dict = {"preexec_fn": self._demote, "start_new_session": True}
+    def _popen_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"preexec_fn": self._demote, "start_new_session": True}
         if self.user:
             kwargs.update(user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[])
         return kwargs

@@ -107,7 +107,8 @@ def read(path: Path) -> RunResult | MatrixResult:
     try:
         data = json.loads(path.read_text())
         cls: Any = MatrixResult if data.get("mode") == "matrix" else RunResult
-        return from_dict(cls, data)
+        result: RunResult | MatrixResult = from_dict(cls, data)
+        return result
     except OSError as ex:
         raise ProbeError(f"cannot read {path}: {ex.strerror}") from None
     except (ValueError, TypeError, KeyError, AttributeError) as ex:

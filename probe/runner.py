@@ -75,7 +75,8 @@ def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
         last = tail[-1] if tail else "no output"
         raise WorkerFailed(f"worker exited with code {proc.returncode}: {last}")
     try:
-        return json.loads(raw)
+        reply: dict[str, Any] = json.loads(raw)
+        return reply
     except ValueError:
         raise WorkerFailed("the worker's report was not valid JSON") from None
 
@@ -83,7 +84,7 @@ def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
 STUCK_GRACE_S = 1.0  # a worker that replied exits within this; one that does not is stuck
 
 
-def _wait(proc: subprocess.Popen, reader: threading.Thread, chunks: list[bytes],
+def _wait(proc: subprocess.Popen[bytes], reader: threading.Thread, chunks: list[bytes],
           timeout_s: float, stuck: Callable[[dict[str, Any]], dict[str, Any]] | None,
           ) -> dict[str, Any] | None:
     """Until the worker exits (None: read its reply as usual), or until it has replied and

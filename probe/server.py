@@ -19,16 +19,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import probe
-from probe import apps
 from probe.errors import ProbeError
 from probe.lifecycle import die_with_parent, stop_group
 from probe.postgres import free_port
 
-GUNICORN_CONF = Path(apps.__file__).resolve().parent / "gunicorn_conf.py"
+GUNICORN_CONF = Path(str(resources.files("probe.apps") / "gunicorn_conf.py"))
 SAMPLE_APP = "probe.apps.probe_app:application"
 OWN_APP = "probe.apps.byo:application"  # the user's app, with the probe's routes beside it
 PROBE_PREFIX = "/_probe"
@@ -46,7 +46,7 @@ class Gunicorn:
     chdir: Path | None = None
     worker_timeout_s: float = 60.0  # gunicorn kills a worker silent this long (a blocked probe)
     port: int = 0
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -164,7 +164,8 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def get(url: str, timeout: float = 10) -> bytes:
     with _OPENER.open(url, timeout=timeout) as response:
-        return response.read()
+        body: bytes = response.read()
+        return body
 
 
 def get_json(url: str, timeout: float = 10) -> Any:

@@ -11,11 +11,12 @@ are recorded: the run then cannot be trusted.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from probe import detect, metadata, summary
 from probe import dsn as dsn_mod
@@ -42,7 +43,7 @@ Sink = Callable[[RunResult], None]
 
 def run(settings: Settings, database: Database, run_id: str,
         progress: Progress | None = None, sink: Sink | None = None,
-        transport: Any = None, app: AppInfo | None = None) -> RunResult:
+        transport: Transport | None = None, app: AppInfo | None = None) -> RunResult:
     """`app`: the user's app (`run --app`) and the drivers it imports, as far as known: by
     default only the variants of those drivers run, with the controls; a variant of a driver
     the app turns out not to use is reported as such, never judged."""
@@ -92,8 +93,7 @@ def run(settings: Settings, database: Database, run_id: str,
                 label = _label(variant, repeat, settings)
                 _tell(progress, step, steps, label, "running")
                 outcome = _measure(transport, variant, database,
-                                   lambda state, s=step, n=label: _tell(progress, s, steps, n,
-                                                                        state))
+                                   functools.partial(_tell, progress, step, steps, label))
                 if isinstance(outcome, Unavailable):
                     skipped[variant.name] = outcome
                     _tell(progress, step, steps, variant.name, "skipped")
@@ -108,7 +108,7 @@ def run(settings: Settings, database: Database, run_id: str,
                 if verdict == "inconclusive" and not answers(database.dsn):
                     aborted = (f"PostgreSQL stopped answering while {variant.name} was "
                                "measured; the variants after it were not measured.")
-                elif every_request_failed(outcome):
+                elif every_request_failed(outcome) and outcome.http is not None:
                     aborted = (f"every request to the app failed under {variant.name}, so "
                                "nothing after it was measured: "
                                f"{detect.failed_requests(outcome.http)}.")
@@ -159,7 +159,15 @@ def _tell(progress: Progress | None, step: int, steps: int, name: str, state: st
         progress(step, steps, name, state)
 
 
-def _transport(settings: Settings, database: Database, workdir: Path) -> Any:
+class Transport(Protocol):
+    """How a variant is measured: in a worker process (bench) or through gunicorn and locust
+    (run). The meaning of what comes back is the same; only the way there differs."""
+
+    def measure(self, variant: Variant,
+                phase: Callable[[str], None]) -> Measurement | Unavailable: ...
+
+
+def _transport(settings: Settings, database: Database, workdir: Path) -> Transport:
     if settings.measuring_mode == "run":
         from probe.system import HttpTransport
 
@@ -169,7 +177,7 @@ def _transport(settings: Settings, database: Database, workdir: Path) -> Any:
     return BenchTransport(settings, database.dsn)
 
 
-def _measure(transport: Any, variant: Variant, database: Database,
+def _measure(transport: Transport, variant: Variant, database: Database,
              phase: Callable[[str], None]) -> Measurement | Unavailable:
     """One measurement; whatever goes wrong becomes the variant's reason, never a traceback."""
     try:

@@ -308,11 +308,11 @@ def parse_limits(text: str | None, flag: str) -> dict[str | None, float]:
     return limits
 
 
-def flag_name(f: dataclasses.Field) -> str:
+def flag_name(f: dataclasses.Field[Any]) -> str:
     return "--" + f.name.replace("_", "-").replace("json-path", "json")
 
 
-def _check_field(f: dataclasses.Field, value: Any, name: str | None = None) -> None:
+def _check_field(f: dataclasses.Field[Any], value: Any, name: str | None = None) -> None:
     """`name`: how the user wrote it (a flag, or a key in a config file)."""
     if value is None:
         return
@@ -337,14 +337,15 @@ def _check_field(f: dataclasses.Field, value: Any, name: str | None = None) -> N
                          f"got {value!r}")
 
 
-def kind_of(f: dataclasses.Field) -> type:
+def kind_of(f: dataclasses.Field[Any]) -> type:
     """int, float, str, Path or bool: the field's type without Optional."""
     hint = typing.get_type_hints(Settings)[f.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    return args[0]
+    kind: type = args[0]
+    return kind
 
 
-def fields_for(command: str) -> list[dataclasses.Field]:
+def fields_for(command: str) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(Settings)
             if f.metadata and command in f.metadata["commands"]]
 

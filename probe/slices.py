@@ -443,7 +443,7 @@ def sample_stack(thread_ident: int) -> RawStack | None:
 
 
 def walk(frame: Any) -> RawStack:
-    found = []
+    found: list[RawFrame] = []
     while frame is not None and len(found) < MAX_FRAMES:
         found.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
         frame = frame.f_back

@@ -25,7 +25,8 @@ def new_histogram() -> HdrHistogram:
 
 
 def encode(hist: HdrHistogram) -> str:
-    return hist.encode().decode("ascii")
+    encoded: bytes = hist.encode()
+    return encoded.decode("ascii")
 
 
 def decode(encoded: str) -> HdrHistogram:

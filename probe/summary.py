@@ -498,10 +498,10 @@ def _timeline(seconds: Sequence[dict[str, Any]], monitors: Sequence[MonitorRepor
               started: float) -> tuple[Second, ...]:
     lag: dict[int, list[float]] = {}
     for monitor in monitors:
-        for s in monitor.seconds:
-            entry = lag.setdefault(s.t, [0.0, 0.0])
-            entry[0] = max(entry[0], s.max_ms)
-            entry[1] += s.stalled_ms
+        for second in monitor.seconds:
+            entry = lag.setdefault(second.t, [0.0, 0.0])
+            entry[0] = max(entry[0], second.max_ms)
+            entry[1] += second.stalled_ms
     start = int(started)
     out = []
     for s in seconds:

@@ -142,17 +142,17 @@ class Comparison:
 def render_markdown(results: Sequence[RunResult | MatrixResult]) -> str:
     """report.md: banner, variant table, findings with fixes, how to reproduce."""
     if _matrix(results):
-        return _template("matrix.md.j2", autoescape=False).render(_matrix_context(results[0]))
-    return _template("report.md.j2", autoescape=False).render(_context(results))
+        return _template("matrix.md.j2", autoescape=False).render(_matrix_context(_one(results)))
+    return _template("report.md.j2", autoescape=False).render(_context(_runs(results)))
 
 
 def render_html(results: Sequence[RunResult | MatrixResult]) -> str:
     """report.html: everything in one file that renders with no network."""
     if _matrix(results):
-        return _template("matrix.html.j2", autoescape=True).render(_matrix_context(results[0]))
+        return _template("matrix.html.j2", autoescape=True).render(_matrix_context(_one(results)))
     from probe.report import plots  # matplotlib only when figures are drawn
 
-    context = _context(results)
+    context = _context(_runs(results))
     context.update(_figures(context["runs"], context["names"], plots))
     return _template("report.html.j2", autoescape=True).render(context)
 
@@ -178,6 +178,16 @@ class MatrixRow:
     version: str
     unavailable: str | None
     cells: tuple[MatrixCell | None, ...]
+
+
+def _one(results: Sequence[RunResult | MatrixResult]) -> MatrixResult:
+    (matrix,) = results  # _matrix() allows one
+    assert isinstance(matrix, MatrixResult)
+    return matrix
+
+
+def _runs(results: Sequence[RunResult | MatrixResult]) -> list[RunResult]:
+    return [r for r in results if isinstance(r, RunResult)]  # _matrix() refused a mix
 
 
 def _matrix(results: Sequence[RunResult | MatrixResult]) -> bool:

@@ -16,11 +16,14 @@ import io
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import Any
 
 import matplotlib
+from hdrh.histogram import HdrHistogram
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -44,7 +47,7 @@ MIN_SPAN_PX = 1.5  # narrower stall marks would vanish; closer ones merge into o
 PERCENTILE_TICKS = ((2, "50%"), (10, "90%"), (100, "99%"), (1e3, "99.9%"),
                     (1e4, "99.99%"), (1e5, "99.999%"))
 
-RC = {
+RC: dict[Any, Any] = {  # matplotlib types the keys as literals
     "svg.fonttype": "none",  # real <text>: small, selectable, no glyph paths
     "text.parse_math": False,  # a route or variant name with two "$" is a name, not TeX
     "font.family": "sans-serif",
@@ -115,7 +118,7 @@ def _latency_keys(runs: Sequence[Labelled]) -> list[str]:
     return keys
 
 
-def _percentile_panel(ax, key: str, runs: Sequence[Labelled], colours: dict[str, str],
+def _percentile_panel(ax: Axes, key: str, runs: Sequence[Labelled], colours: dict[str, str],
                       handles: dict[str, Line2D]) -> None:
     top, low, high = 100.0, math.inf, 0.0
     for i, run in enumerate(runs):
@@ -147,7 +150,8 @@ def _percentile_panel(ax, key: str, runs: Sequence[Labelled], colours: dict[str,
     ax.set_ylabel("latency (ms)")
 
 
-def percentile_curve(hist, points: int = CURVE_POINTS) -> tuple[list[float], list[float]]:
+def percentile_curve(hist: HdrHistogram,
+                     points: int = CURVE_POINTS) -> tuple[list[float], list[float]]:
     """(1/(1-p), ms) at `points` log-spaced positions up to the last recorded value.
 
     One pass over the recorded buckets, then a bisection per point: hdrh's own
@@ -192,7 +196,7 @@ def timeline(name: str, runs: Sequence[tuple[str, VariantResult | None]],
         return _svg(fig, f"tl-{_slug(name)}", f"Load phase of {name}, second by second")
 
 
-def _timeline_column(axes, label: str, v: VariantResult, colour: str) -> None:
+def _timeline_column(axes: Sequence[Axes], label: str, v: VariantResult, colour: str) -> None:
     http = v.measured.http
     assert http is not None
     seconds = http.timeline
@@ -214,7 +218,7 @@ def _timeline_column(axes, label: str, v: VariantResult, colour: str) -> None:
     strip.set_xlabel("seconds since the load started")
 
 
-def _stall_strip(ax, v: VariantResult, started: float, span: tuple[float, float]) -> None:
+def _stall_strip(ax: Axes, v: VariantResult, started: float, span: tuple[float, float]) -> None:
     kinds = list(STALL_COLOURS)
     ax.set_ylim(-0.5, len(kinds) - 0.5)
     ax.set_yticks(range(len(kinds)), kinds, fontsize=7)
@@ -282,7 +286,9 @@ def thresholds_chart(runs: Sequence[Labelled], names: Sequence[str]) -> str | No
         return _svg(fig, "thr", "Probe signals against their thresholds, per variant")
 
 
-def _bar_panel(ax, rows, n_runs: int, names: Sequence[str], title: str, value, limit,
+def _bar_panel(ax: Axes, rows: Sequence[tuple[str, int, VariantResult]], n_runs: int,
+               names: Sequence[str], title: str, value: Callable[[VariantResult], float],
+               limit: Callable[[VariantResult], float],
                signal: str, fmt: str, scale: str) -> None:
     height = 0.8 / n_runs
     top = 0.0
