@@ -23,14 +23,14 @@ from dataclasses import dataclass
 
 from probe import thresholds as t
 from probe.frames import caller_line, culprit_line
-from probe.model import Deadlock, HttpView, Measurement, Runtime, Slices
+from probe.model import Deadlock, HttpView, Measurement, Runtime, Slices, Verdict
 
 COOPERATIVE_PSYCOPG_WAITS = ("wait_poll", "wait_epoll", "wait_select", "wait_selector")
 
 
 @dataclass(frozen=True)
 class Judgement:
-    verdict: str
+    verdict: Verdict
     evidence: tuple[str, ...]
     fix: str | None
     notes: tuple[str, ...] = ()  # what a reader should act on whatever the verdict

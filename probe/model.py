@@ -15,12 +15,17 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 SCHEMA = "gevent-probe/3"
 
-VERDICTS = ("healthy", "hub-blocking", "busy-wait", "computing", "contention", "deadlock",
-            "errors", "regressed", "inconclusive")
+Verdict = Literal["healthy", "hub-blocking", "busy-wait", "computing", "contention", "deadlock",
+                  "errors", "regressed", "inconclusive"]
+VERDICTS: tuple[Verdict, ...] = typing.get_args(Verdict)
+HeldKind = Literal["blocked", "computing", "preempted"]  # where a held slice's thread was
+StallKind = Literal["blocked", "computing", "queued", "preempted"]  # why a beat was late
+Connections = Literal["per-greenlet", "shared"]
+Mode = Literal["bench", "run"]
 
 READABLE = ("gevent-probe/2", SCHEMA)
 SCHEDULE_KEPT = 0.95  # an open model reached this share of its rate...
@@ -83,7 +88,7 @@ class StallEvent:
 
     t: float
     ms: float
-    kind: str = "queued"
+    kind: StallKind = "queued"
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class HeldSlice:
 
     t: float  # Unix time it began
     ms: float
-    kind: str
+    kind: HeldKind
     on_cpu_ms: float = 0.0
     off_cpu_ms: float = 0.0  # asleep in the kernel while holding the hub
     runq_ms: float = 0.0
@@ -215,7 +220,7 @@ class DbLoad:
 class Contention:
     """Greenlets waiting for a connection another greenlet holds (psycopg's connection lock)."""
 
-    connections: str  # "shared" or "per-greenlet"
+    connections: Connections
     acquisitions: int
     contended: int  # acquisitions that had to wait
     wait_ms: LatencySummary  # of the waits that happened
@@ -381,7 +386,7 @@ class Measurement:
 class Repeat:
     """One of K interleaved repeats of a variant, kept for the statistics of `gate`."""
 
-    verdict: str
+    verdict: Verdict
     serialization_ratio: float
     histograms: dict[str, str]  # "db", and "http:<route>" in run
     started: str = ""
@@ -391,8 +396,8 @@ class Repeat:
 class VariantResult:
     name: str
     control: bool
-    expected: str | None  # the verdict a control must get
-    verdict: str
+    expected: Verdict | None  # the verdict a control must get
+    verdict: Verdict
     evidence: tuple[str, ...]
     fix: str | None
     measured: Measurement
@@ -428,7 +433,7 @@ class CheckResult:
 @dataclass(frozen=True)
 class RunResult:
     run_id: str
-    mode: str  # "bench" or "run"
+    mode: Mode
     command: str  # how to reproduce it, password-free
     started: str
     duration_s: float
@@ -453,8 +458,8 @@ class Transition:
     variant: str
     from_version: str
     to_version: str
-    from_verdict: str
-    to_verdict: str
+    from_verdict: Verdict
+    to_verdict: Verdict
 
 
 @dataclass(frozen=True)
@@ -587,7 +592,7 @@ class WorkerReport:
     """What one bench worker process sends back on its pipe."""
 
     variant: str
-    connections: str
+    connections: Connections
     probe: ProbeReport
     monitor: MonitorReport
     load: LoadReport
@@ -616,7 +621,8 @@ def to_dict(obj: Any) -> dict[str, Any]:
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Rebuild a model object from `to_dict` output, nested dataclasses included."""
     if cls in (RunResult, MatrixResult) and data.get("schema", SCHEMA) not in READABLE:
-        raise ValueError(f"unsupported results schema {data.get('schema')!r}, expected {SCHEMA!r}")
+        raise ValueError(f"its schema is {data.get('schema')!r}; this release reads "
+                         f"{' and '.join(READABLE)} (CHANGELOG.md: what each changed)")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ from hdrh.histogram import HdrHistogram
 
 from probe import sched, stats
 from probe.alarm import Alarm
-from probe.model import Deadlock, MonitorReport, SecondLag, StallEvent
+from probe.model import Deadlock, MonitorReport, SecondLag, StallEvent, StallKind
 from probe.slices import SliceTracer, format_stack, sample_stack, walk
 
 MAX_EVENTS = 2000  # stall events kept for the timeline (the counts stay exact beyond)
@@ -196,7 +196,7 @@ class LoopMonitor:
         if self._progress is not None:
             self._check_progress(now)
 
-    def _stall_kind(self, before: tuple[int, int, int]) -> str:
+    def _stall_kind(self, before: tuple[int, int, int]) -> StallKind:
         """What a late beat waited for: the slice that held the hub if one was that long,
         else the ready queue, unless the thread mostly waited for a CPU meanwhile."""
         held_ns, held_kind = self.tracer.take_mark()
@@ -212,7 +212,7 @@ class LoopMonitor:
         the hub, the last stall is only recorded once the heartbeat wakes."""
         gevent.sleep(self.interval_s * 3)
 
-    def _stall(self, late: float, kind: str) -> None:
+    def _stall(self, late: float, kind: StallKind) -> None:
         self.kinds[kind] += 1
         if kind == "preempted":
             self.preempted_s += late

@@ -28,7 +28,7 @@ from typing import Any
 
 from probe import thresholds
 from probe.errors import ProbeError
-from probe.model import VERDICTS
+from probe.model import VERDICTS, Connections, Mode
 
 DSN_ENV = "GEVENT_PROBE_DSN"
 MEASURING = ("bench", "run", "gate", "selftest", "matrix")
@@ -179,10 +179,15 @@ class Settings:
     # -- derived ---------------------------------------------------------------------------
 
     @property
-    def measuring_mode(self) -> str:
+    def connection_mode(self) -> Connections:
+        """--connections, as the results type it (the choices are checked when parsed)."""
+        return "shared" if self.connections == "shared" else "per-greenlet"
+
+    @property
+    def measuring_mode(self) -> Mode:
         """bench or run: what this command measures."""
-        return self.mode if self.command == "gate" else (
-            "run" if self.command == "run" else "bench")
+        measured = self.mode if self.command == "gate" else self.command
+        return "run" if measured == "run" else "bench"
 
     @property
     def load_s(self) -> float | None:

@@ -40,6 +40,7 @@ import itertools
 import linecache
 import sys
 import time
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,10 +51,10 @@ import greenlet
 from probe import stats
 from probe.alarm import Alarm
 from probe.frames import MAX_CULPRITS, MAX_LONGEST, culprit_line
-from probe.model import Connects, Culprit, HeldSlice, SecondSlices, SliceReport
+from probe.model import Connects, Culprit, HeldKind, HeldSlice, SecondSlices, SliceReport
 from probe.sched import SchedStat
 
-KINDS = ("blocked", "computing", "preempted")
+KINDS: tuple[HeldKind, ...] = typing.get_args(HeldKind)
 SMALL_NS = 1 << 20  # slices under ~1 ms are counted in 1.024 µs buckets: no histogram call
 MAX_HELD_EVENTS = 2000  # held slices kept for the timeline (the counts stay exact beyond)
 MAX_SECONDS = 3700
@@ -121,7 +122,7 @@ class SliceTracer:
         self._seconds: dict[int, list[int]] = {}  # Unix second -> [busy ns, held ns by kind]
         self._busy_seen = 0  # busy_ns already put in a second
         self.mark_ns = 0  # the longest slice since take_mark(), for the heartbeat
-        self.mark_kind = ""
+        self.mark_kind: HeldKind | None = None
         self._samples: tuple[int, tuple[RawStack, ...]] = (-1, ())
         self._gc_count = gc.get_count()  # as of the last read of the clocks
         if self.alarm is not None:  # a run that starts now is watched even if none follows
@@ -181,7 +182,7 @@ class SliceTracer:
             self._held(origin, origin is self.hub, started, wall, now, cpu, runq,
                        in_connect=id(origin) in tags)
         elif wall > self.mark_ns:
-            self.mark_ns, self.mark_kind = wall, ""
+            self.mark_ns, self.mark_kind = wall, None
         if id(origin) in tags:
             self._tagged_slice(tags[id(origin)], wall, cpu - self._cpu)
         self._add_busy(now)
@@ -276,10 +277,10 @@ class SliceTracer:
         """(CPU ns, run-queue ns) of the hub thread now (call from the hub thread)."""
         return self._sched.read_ns()
 
-    def take_mark(self) -> tuple[int, str]:
-        """(ns, kind) of the longest slice since the last call; kind "" under the threshold."""
+    def take_mark(self) -> tuple[int, HeldKind | None]:
+        """(ns, kind) of the longest slice since the last call; kind None under the threshold."""
         mark = self.mark_ns, self.mark_kind
-        self.mark_ns, self.mark_kind = 0, ""
+        self.mark_ns, self.mark_kind = 0, None
         return mark
 
     # -- tagged calls (connects) ----------------------------------------------------------------
@@ -374,7 +375,7 @@ def collected_generation(before: tuple[int, int, int], after: tuple[int, int, in
     return 0
 
 
-def held_kind(on_cpu: int, runq: int, asleep: int) -> str:
+def held_kind(on_cpu: int, runq: int, asleep: int) -> HeldKind:
     """Where a held slice went. Waiting for a CPU most of it is the machine's doing; asleep a
     third of the rest or more is blocking, even beside CPU work (a driver that waits in C
     between bursts of work, as psycopg2 running queries back to back does); the rest is
@@ -394,7 +395,7 @@ class _Held:
 
     started: float
     wall: int
-    kind: str
+    kind: HeldKind
     on_cpu: int
     asleep: int
     runq: int

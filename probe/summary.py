@@ -17,6 +17,7 @@ from probe.frames import MAX_LONGEST, merge_culprits
 from probe.model import (
     AgentReport,
     AppDriver,
+    Connections,
     Connects,
     Contention,
     Cpu,
@@ -66,7 +67,8 @@ def from_bench(report: WorkerReport) -> Measurement:
     )
 
 
-def from_run(*, connections: str, probes: Sequence[ProbeReport], agents: Sequence[AgentReport],
+def from_run(*, connections: Connections, probes: Sequence[ProbeReport],
+             agents: Sequence[AgentReport],
              diag_pids: Iterable[int], load_data: dict[str, Any], load_s: float,
              load_started: float, scenario: str, users: int, loadgen_processes: int,
              loadgen_core_share: float, loadgen_saturated: bool,
@@ -401,7 +403,7 @@ def _added(counts: Iterable[dict[str, int]]) -> dict[str, int]:
     return dict(total)
 
 
-def _contention(connections: str, loads: Sequence[LoadReport],
+def _contention(connections: Connections, loads: Sequence[LoadReport],
                 http_busy_s: float) -> Contention | None:
     locks = [load.lock for load in loads if load.lock is not None]
     if not locks:

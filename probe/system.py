@@ -93,7 +93,7 @@ class HttpTransport:
             return summary.failed(variant, "; ".join(problems) or
                                   "no gunicorn worker answered the probe")
         return summary.from_run(
-            connections=s.connections, probes=probes, agents=agents, diag_pids=diag,
+            connections=s.connection_mode, probes=probes, agents=agents, diag_pids=diag,
             load_data=outcome.data, load_s=outcome.load_s, load_started=outcome.started,
             scenario=str(s.locustfile) if s.locustfile else s.scenario, users=s.users,
             loadgen_processes=s.locust_processes, loadgen_core_share=outcome.max_core_share,

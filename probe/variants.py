@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from probe.errors import ProbeError
+from probe.model import Verdict
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Variant:
     imports_pool: bool = False  # the sample app imports psycopg_pool at module level too
     preload: bool = False  # system mode only: gunicorn --preload, app imports the driver
     control: bool = False
-    expected: str = "healthy"
+    expected: Verdict = "healthy"
     install_hint: str = ""
     modes: tuple[str, ...] = field(default=("bench", "run"))
 

@@ -33,6 +33,11 @@ def test_a_file_that_is_not_ours_is_refused(tmp_path):
     bad.write_text('{"schema": "something/1"}')
     with pytest.raises(ProbeError, match="not a gevent-probe results file"):
         results.read(bad)
+    newer = tmp_path / "newer.json"
+    newer.write_text('{"schema": "gevent-probe/99", "mode": "bench"}')
+    with pytest.raises(ProbeError, match="its schema is 'gevent-probe/99'; this release reads "
+                                         "gevent-probe/2 and gevent-probe/3"):
+        results.read(newer)
 
 
 SCHEMA2 = Path(__file__).parent / "data" / "schema2"
