@@ -14,7 +14,8 @@ import of ours in the master would change the answer to the user's question. The
 loaded on the first `measure`, in the worker, after gevent patched.
 
 Environment (set by the tool): GEVENT_PROBE_VARIANT, GEVENT_PROBE_DSN,
-GEVENT_PROBE_BLOCK_THRESHOLD_MS, GEVENT_PROBE_PARTIAL_BLOCK_MS, GEVENT_PROBE_STATS_DIR.
+GEVENT_PROBE_BLOCK_THRESHOLD_MS, GEVENT_PROBE_PARTIAL_BLOCK_MS, GEVENT_PROBE_STATS_DIR,
+GEVENT_PROBE_DEADLOCK_AFTER_S.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from urllib.parse import parse_qs
 from probe import connects, contention, drivers, stats
 from probe.measure import MAX_MESSAGES, ProbeJob, first_line, probe
 from probe.model import AgentReport, Deadlock, LoadReport, to_dict
-from probe.monitor import LoopMonitor
+from probe.monitor import DEADLOCK_AFTER_S, LoopMonitor
 from probe.results import write_text
 from probe.variants import BY_NAME
 
@@ -56,7 +57,10 @@ class Agent:
         self.dsn = os.environ.get("GEVENT_PROBE_DSN", "")
         self.partial_block_ms = float(os.environ.get("GEVENT_PROBE_PARTIAL_BLOCK_MS") or 2)
         threshold_ms = float(os.environ.get("GEVENT_PROBE_BLOCK_THRESHOLD_MS") or 10)
-        self.monitor = LoopMonitor(threshold_s=threshold_ms / 1000)
+        deadlock_after_s = float(os.environ.get("GEVENT_PROBE_DEADLOCK_AFTER_S")
+                                 or DEADLOCK_AFTER_S)
+        self.monitor = LoopMonitor(threshold_s=threshold_ms / 1000,
+                                   deadlock_after_s=deadlock_after_s)
         self.driver: Any = None
         # What the app imported itself, before the probe loads the variant's driver: gunicorn
         # calls us once the app is loaded (under --preload, by the master, before patching).

@@ -125,6 +125,7 @@ class HttpTransport:
                 "GEVENT_PROBE_BLOCK_THRESHOLD_MS": str(s.block_threshold_ms),
                 "GEVENT_PROBE_PARTIAL_BLOCK_MS": str(s.partial_block_ms),
                 "GEVENT_PROBE_COMPUTE_MS": str(s.compute_ms),
+                "GEVENT_PROBE_DEADLOCK_AFTER_S": str(s.deadlock_after),
                 "GEVENT_PROBE_WORKLOAD": s.workload}
 
     def _diag(self, server: Gunicorn) -> tuple[list[int], list[str]]:

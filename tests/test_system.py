@@ -89,10 +89,12 @@ def test_our_percentiles_agree_with_locusts_within_its_rounding(pool_of_one):
 
 
 def test_bring_your_own_flask_app():
+    # A load three times --deadlock-after: your app's answered requests are progress.
     proc = probe_cli("run", "--app", "flask_app:app", "--chdir", "examples", "--variants",
-                     "psycopg-binary", "--duration", "3", "--users", "10")
+                     "psycopg-binary", "--duration", "3", "--deadlock-after", "1",
+                     "--users", "10")
     assert proc.returncode == 0, proc.stderr
-    assert "healthy" in proc.stdout
+    assert "psycopg-binary: healthy" in proc.stderr and "deadlock" not in proc.stdout
 
 
 @pytest.mark.parametrize("app, says", [

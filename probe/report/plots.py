@@ -303,6 +303,7 @@ def _bar_panel(ax: Axes, rows: Sequence[tuple[str, int, VariantResult]], n_runs:
                   linestyles="--", linewidth=1)
         ax.text(x, y, " " + fmt.format(x), va="center", fontsize=7, color="#222222")
         top = max(top, x, threshold)
+    top = top or 1.0  # nothing measured (a variant that deadlocked): an empty axis, not 0-0
     if scale == "symlog":
         ax.set_xscale("symlog", linthresh=0.01)
         ax.set_xlim(0, top * 4)
