@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from probe import __version__
-from probe.errors import ProbeError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from probe.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ProbeError
 
 COMMANDS = {
     "bench": "driver matrix without HTTP: seconds, a fresh process per variant",
@@ -214,7 +212,7 @@ def _gate(args: argparse.Namespace) -> int:
     _ci_outputs(outcome, settings)
     for line in outcome.failures:
         print(f"gevent-probe: gate failed: {line}", file=sys.stderr)
-    if outcome.exit_code == gate.EXIT_UNTRUSTED:
+    if outcome.exit_code == EXIT_USAGE:
         _exit_code(outcome.result)  # says why, on stderr
     return outcome.exit_code
 

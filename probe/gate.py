@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from probe import stats
-from probe.errors import ProbeError
+from probe.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ProbeError
 from probe.model import CheckResult, RunResult, VariantResult
 from probe.settings import Settings, parse_limits
 
 if TYPE_CHECKING:
     from probe.compare import P99Comparison
 
-EXIT_PASS, EXIT_FAIL, EXIT_UNTRUSTED = 0, 1, 2
 DEFAULT_RATIO = 1.2
 COMPARED_ENVIRONMENT = ("cpu_count",)
 COMPARED_PACKAGES = ("psycopg", "psycopg-binary", "psycopg-c", "psycopg2", "psycopg2-binary",
@@ -73,7 +72,7 @@ def evaluate(result: RunResult, settings: Settings,
     notes = (*environment_notes(result, baseline),
              *resolution_notes(compared, settings.max_p99_ratio or DEFAULT_RATIO,
                                settings.on_undecided))
-    code = EXIT_UNTRUSTED if not result.trusted else EXIT_FAIL if failures else EXIT_PASS
+    code = EXIT_USAGE if not result.trusted else EXIT_FAILED if failures else EXIT_OK
     return GateOutcome(judged, code, failures, notes)
 
 
@@ -311,8 +310,8 @@ def junit(outcome: GateOutcome) -> str:
 def step_summary(outcome: GateOutcome) -> str:
     """Markdown for $GITHUB_STEP_SUMMARY."""
     result = outcome.result
-    status = {EXIT_PASS: "passed", EXIT_FAIL: "failed",
-              EXIT_UNTRUSTED: "cannot be trusted here"}[outcome.exit_code]
+    status = {EXIT_OK: "passed", EXIT_FAILED: "failed",
+              EXIT_USAGE: "cannot be trusted here"}[outcome.exit_code]
     lines = [f"### gevent-probe gate ({result.mode}): {status}", "",
              "| variant | check | result | detail |", "|---|---|---|---|"]
     for c in result.checks:

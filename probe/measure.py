@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import resource
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -116,10 +117,10 @@ def _sleep_round(driver: Any, pool: Pool, conns: list[Any], sleep_s: float,
 def decisive(rounds: list[SleepRound], concurrency: int, sleep_s: float, blocked: Any) -> bool:
     """True when every signal of the rounds so far is at least twice as far from its verdict
     threshold as it needs to be: another round could not change the verdict."""
-    wall = stats.median(r.wall_s for r in rounds)
+    wall = statistics.median(r.wall_s for r in rounds)
     ratio = wall / sleep_s
     limit = thresholds.serialised_threshold(concurrency)
-    burn = stats.median(stats.burn_ratio(r) for r in rounds)
+    burn = statistics.median(stats.burn_ratio(r) for r in rounds)
     blocked_ms = blocked.get_value_at_percentile(50) / 1000
     if blocked.get_total_count() < thresholds.MIN_PROBE_QUERIES:
         return False  # too few queries yet to judge the blocked time (small --concurrency)

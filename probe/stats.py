@@ -86,14 +86,6 @@ def values_us(hist: HdrHistogram) -> tuple[list[int], list[int]]:
     return values, counts
 
 
-def median(values: Iterable[float]) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("median of no values")
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def burn_ratio(r: SleepRound) -> float:
     """CPU of the hub thread over the time it could have run (wall minus waiting for a CPU)."""
     could_run = r.wall_s - r.runq_s

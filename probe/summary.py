@@ -8,6 +8,7 @@ probe signals are those of the worst worker, counts and histograms are added exa
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -226,7 +227,7 @@ def _merged_http(middle: HttpView | None, views: list[HttpView | None],
 def _ratio(probe: ProbeReport) -> float:
     if not probe.rounds:
         return 0.0
-    return stats.median(r.wall_s for r in probe.rounds) / probe.sleep_s
+    return statistics.median(r.wall_s for r in probe.rounds) / probe.sleep_s
 
 
 def _worst_probe(probes: Sequence[ProbeReport]) -> ProbeReport:
@@ -235,7 +236,7 @@ def _worst_probe(probes: Sequence[ProbeReport]) -> ProbeReport:
 
 def _serialization(probes: Sequence[ProbeReport]) -> Serialization:
     worst = _worst_probe(probes)
-    wall = stats.median(r.wall_s for r in worst.rounds) if worst.rounds else 0.0
+    wall = statistics.median(r.wall_s for r in worst.rounds) if worst.rounds else 0.0
     return Serialization(concurrency=worst.concurrency, sleep_ms=worst.sleep_s * 1000,
                          wall_ms=round(wall * 1000, 2), ratio=round(_ratio(worst), 2),
                          rounds=len(worst.rounds),
@@ -244,7 +245,7 @@ def _serialization(probes: Sequence[ProbeReport]) -> Serialization:
 
 def _burn(probe: ProbeReport) -> float:
     ratios = [stats.burn_ratio(r) for r in probe.rounds]
-    return round(stats.median(ratios), 3) if ratios else 0.0
+    return round(statistics.median(ratios), 3) if ratios else 0.0
 
 
 def _blocked(probes: Sequence[ProbeReport]) -> LatencySummary:
@@ -366,7 +367,7 @@ def merge_slices(slices: Sequence[Slices]) -> Slices | None:
         connects=_connects([s.connects for s in slices]),
         events=tuple(sorted((e for s in slices for e in s.events), key=lambda e: e.t)
                      [:MAX_EVENTS]),
-        capacity_rps=round(stats.median(capacities), 0) if capacities else None)
+        capacity_rps=round(statistics.median(capacities), 0) if capacities else None)
 
 
 def _longest(groups: Iterable[Iterable[HeldSlice]]) -> tuple[HeldSlice, ...]:

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from probe import gate, stats
-from probe.errors import ProbeError
+from probe.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ProbeError
 from probe.model import HttpView, Repeat, RouteStats
 from probe.settings import build
 from tests.conftest import probe_cli, venv_with
@@ -31,23 +31,23 @@ def run_of(*variants, **kw):
 def test_pathologies_and_inconclusive_fail_healthy_passes():
     result = run_of(variant("psycopg-binary"), variant("psycopg2", "hub-blocking"))
     outcome = gate.evaluate(result, build("gate", {}))
-    assert outcome.exit_code == gate.EXIT_FAIL
+    assert outcome.exit_code == EXIT_FAILED
     assert outcome.failures == ("psycopg2: verdict: hub-blocking (psycopg 3.3.8 binary, "
                                 "wait_poll): a sentence",)
     assert gate.evaluate(run_of(variant("psycopg-binary")), build("gate", {})).exit_code == 0
     lenient = build("gate", {"fail_on": "busy-wait"})
-    assert gate.evaluate(result, lenient).exit_code == gate.EXIT_PASS
+    assert gate.evaluate(result, lenient).exit_code == EXIT_OK
 
 
 def test_unnamed_controls_prove_the_detectors_and_a_wrong_one_is_untrusted():
     ok = run_of(variant("psycopg-binary"), variant("wait_c", "hub-blocking", control=True))
-    assert gate.evaluate(ok, build("gate", {})).exit_code == gate.EXIT_PASS
+    assert gate.evaluate(ok, build("gate", {})).exit_code == EXIT_OK
     wrong = run_of(variant("psycopg-binary"), variant("wait_c", "healthy", control=True),
                    control_problems=("wait_c gave healthy, expected hub-blocking",))
     outcome = gate.evaluate(wrong, build("gate", {}))
-    assert outcome.exit_code == gate.EXIT_UNTRUSTED
+    assert outcome.exit_code == EXIT_USAGE
     named = gate.evaluate(ok, build("gate", {"variants": "wait_c"}))
-    assert named.exit_code == gate.EXIT_FAIL  # a control gated on purpose fails like any
+    assert named.exit_code == EXIT_FAILED  # a control gated on purpose fails like any
 
 
 def test_latency_limits_per_route_and_unknown_routes_or_variants_are_errors():
@@ -105,21 +105,21 @@ def test_unchanged_code_on_a_noisy_machine_passes_and_says_what_it_resolves():
     baseline = run_of(with_repeats(variant("psycopg2-green"), 0.83, 1.4, 1.98))
     now = run_of(with_repeats(variant("psycopg2-green"), 1.9, 1.2, 1.5))
     outcome = gate.evaluate(now, build("gate", {}), baseline)
-    assert outcome.exit_code == gate.EXIT_PASS, outcome.failures
+    assert outcome.exit_code == EXIT_OK, outcome.failures
     (check,) = [c for c in outcome.result.checks if c.check == "p99-ratio"]
     assert check.passed and check.detail.startswith("undecided: SELECT 1 p99")
     assert "straddles 1.2x" in check.detail
     (note,) = [n for n in outcome.notes if "finer than this machine resolves" in n]
     assert "ranged 0.83-1.98 ms over its 3 repeats" in note and "which pass" in note
     strict = gate.evaluate(now, build("gate", {"on_undecided": "fail"}), baseline)
-    assert strict.exit_code == gate.EXIT_FAIL and "which fail" in " ".join(strict.notes)
+    assert strict.exit_code == EXIT_FAILED and "which fail" in " ".join(strict.notes)
 
 
 def test_a_slowdown_beyond_the_noise_is_regressed_with_its_size():
     baseline = run_of(with_repeats(variant("psycopg-binary"), 1.0, 1.1, 0.95))
     now = run_of(with_repeats(variant("psycopg-binary"), 3.1, 2.9, 3.3))
     outcome = gate.evaluate(now, build("gate", {}), baseline)
-    assert outcome.exit_code == gate.EXIT_FAIL
+    assert outcome.exit_code == EXIT_FAILED
     (v,) = outcome.result.variants
     assert v.verdict == "regressed" and "every one of the 3 repeats" in v.evidence[0]
     assert "3.0" in v.evidence[0] or "3.1" in v.evidence[0]  # its size
@@ -222,6 +222,6 @@ def test_a_named_variant_that_could_not_run_fails_instead_of_passing_silently():
 
     result = make_run(variants=(), skipped=(Unavailable("psycopg-c", "no gcc", "pip"),))
     outcome = gate.evaluate(result, build("gate", {"variants": "psycopg-c"}))
-    assert outcome.exit_code == gate.EXIT_FAIL
+    assert outcome.exit_code == EXIT_FAILED
     assert outcome.failures == ("psycopg-c: available: could not run here: no gcc "
                                 "(install: pip)",)
