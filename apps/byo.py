@@ -16,12 +16,12 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from probe import agent, drivers
+from probe import agent, drivers, protocol
 from probe.variants import BY_NAME
 
 
 def _user_app() -> Callable[..., Iterable[bytes]]:
-    module_name, _, attr = os.environ["GEVENT_PROBE_USER_APP"].partition(":")
+    module_name, _, attr = os.environ[protocol.USER_APP].partition(":")
     target: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         target = getattr(target, part)
@@ -30,8 +30,8 @@ def _user_app() -> Callable[..., Iterable[bytes]]:
 
 USER_APP = _user_app()
 # The compute control, in your app too: every request first computes without yielding.
-WORK = (drivers.computation(float(os.environ.get("GEVENT_PROBE_COMPUTE_MS") or 15))
-        if BY_NAME[os.environ["GEVENT_PROBE_VARIANT"]].compute else None)
+WORK = (drivers.computation(float(os.environ.get(protocol.COMPUTE_MS) or 15))
+        if BY_NAME[os.environ[protocol.VARIANT]].compute else None)
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -25,31 +25,31 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
-from probe import agent, drivers
+from probe import agent, drivers, protocol
 from probe.variants import BY_NAME
 from probe.workloads import WORKLOADS
 
 MAX_SLEEP_MS = 10_000.0
 StartResponse = Callable[..., Any]
 
-VARIANT = BY_NAME[os.environ["GEVENT_PROBE_VARIANT"]]
-DSN = os.environ.get("GEVENT_PROBE_DSN", "")
-CONNECTIONS = os.environ.get("GEVENT_PROBE_CONNECTIONS") or "per-greenlet"
-POOL_KIND = os.environ.get("GEVENT_PROBE_POOL") or "probe"
-POOL_SIZE = int(os.environ.get("GEVENT_PROBE_POOL_SIZE") or 10)
+VARIANT = BY_NAME[os.environ[protocol.VARIANT]]
+DSN = os.environ.get(protocol.DSN, "")
+CONNECTIONS = os.environ.get(protocol.CONNECTIONS) or "per-greenlet"
+POOL_KIND = os.environ.get(protocol.POOL) or "probe"
+POOL_SIZE = int(os.environ.get(protocol.POOL_SIZE) or 10)
 
 # The variant's recipe (PSYCOPG_IMPL, PSYCOPG_WAIT_FUNC) must be in place before the import.
 os.environ.update(VARIANT.environment())
-DRIVER = drivers.load(VARIANT, float(os.environ.get("GEVENT_PROBE_PARTIAL_BLOCK_MS") or 2))
+DRIVER = drivers.load(VARIANT, float(os.environ.get(protocol.PARTIAL_BLOCK_MS) or 2))
 if VARIANT.imports_pool:  # the preload-pool variant: psycopg_pool bound where psycopg was
     import psycopg_pool  # noqa: F401
 
     POOL_KIND = "native"
 # --workload: what /work runs (probe.workloads), set up once per worker before the load.
-UNIT = WORKLOADS[os.environ.get("GEVENT_PROBE_WORKLOAD") or "select1"]
+UNIT = WORKLOADS[os.environ.get(protocol.WORKLOAD) or "select1"]
 _units = itertools.count()
 # The compute control: every /select1 computes this long before its query, never yielding.
-WORK = drivers.computation(float(os.environ.get("GEVENT_PROBE_COMPUTE_MS") or 15)) \
+WORK = drivers.computation(float(os.environ.get(protocol.COMPUTE_MS) or 15)) \
     if VARIANT.compute else None
 
 

@@ -28,10 +28,10 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from probe import stats
+from probe import protocol, stats
 from probe.lifecycle import die_with_parent
 
-OUT_ENV = "GEVENT_PROBE_LOAD_OUT"
+OUT_ENV = protocol.LOAD_OUT
 REPORT_KEY = "gevent_probe_hdr"  # our entry in locust's worker -> master stats message
 # In a request's context (the open model, rate.py): the time.perf_counter() the request was
 # due; its latency then counts from there, not from when it was sent.

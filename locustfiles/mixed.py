@@ -18,8 +18,10 @@ from typing import Any
 from locust import FastHttpUser, constant, events, task
 from locust.env import Environment
 
-SLOW_SHARE = float(os.environ.get("GEVENT_PROBE_SLOW_SHARE") or 0.1)
-SLOW_MS = float(os.environ.get("GEVENT_PROBE_SLOW_MS") or 50)
+from probe import protocol
+
+SLOW_SHARE = float(os.environ.get(protocol.SLOW_SHARE) or 0.1)
+SLOW_MS = float(os.environ.get(protocol.SLOW_MS) or 50)
 
 
 def slow_users(total: int, share: float = SLOW_SHARE) -> int:

@@ -30,13 +30,15 @@ from gevent.pool import Pool
 from locust import FastHttpUser, constant, task
 from probe.locustfiles.hdr import INTENDED_KEY, RECORDER
 
-RATE = float(os.environ.get("GEVENT_PROBE_RATE") or 100)
-SCHEDULERS = max(1, int(os.environ.get("GEVENT_PROBE_SCHEDULERS") or 1))
-SLOW_SHARE = float(os.environ.get("GEVENT_PROBE_SLOW_SHARE") or 0)
-SLOW_MS = float(os.environ.get("GEVENT_PROBE_SLOW_MS") or 50)
-MAX_IN_FLIGHT = max(1, int(os.environ.get("GEVENT_PROBE_MAX_IN_FLIGHT") or 50))
-DURATION_S = float(os.environ.get("GEVENT_PROBE_DURATION_S") or 10)
-MAIN_ROUTE = os.environ.get("GEVENT_PROBE_MAIN_ROUTE") or "select1"  # "work": --workload
+from probe import protocol
+
+RATE = float(os.environ.get(protocol.RATE) or 100)
+SCHEDULERS = max(1, int(os.environ.get(protocol.SCHEDULERS) or 1))
+SLOW_SHARE = float(os.environ.get(protocol.SLOW_SHARE) or 0)
+SLOW_MS = float(os.environ.get(protocol.SLOW_MS) or 50)
+MAX_IN_FLIGHT = max(1, int(os.environ.get(protocol.MAX_IN_FLIGHT) or 50))
+DURATION_S = float(os.environ.get(protocol.DURATION_S) or 10)
+MAIN_ROUTE = os.environ.get(protocol.MAIN_ROUTE) or "select1"  # "work": --workload
 MAX_PENDING = 10_000  # greenlets waiting for a connection, per process: memory stays bounded
 
 

@@ -13,9 +13,8 @@ Nothing here imports a driver at import time: with the user's own app under `--p
 import of ours in the master would change the answer to the user's question. The driver is
 loaded on the first `measure`, in the worker, after gevent patched.
 
-Environment (set by the tool): GEVENT_PROBE_VARIANT, GEVENT_PROBE_DSN,
-GEVENT_PROBE_BLOCK_THRESHOLD_MS, GEVENT_PROBE_PARTIAL_BLOCK_MS, GEVENT_PROBE_STATS_DIR,
-GEVENT_PROBE_DEADLOCK_AFTER_S.
+Environment (set by the tool, declared in probe.protocol): VARIANT, DSN, BLOCK_THRESHOLD_MS,
+PARTIAL_BLOCK_MS, DEADLOCK_AFTER_S, STATS_DIR, PRELOAD, WATCH.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from probe import connects, contention, drivers, stats
+from probe import connects, contention, drivers, protocol, stats
 from probe.measure import MAX_MESSAGES, ProbeJob, first_line, probe
 from probe.model import AgentReport, Deadlock, LoadReport, to_dict
 from probe.monitor import DEADLOCK_AFTER_S, LoopMonitor
@@ -53,11 +52,11 @@ WARM_UPS: list[Callable[[], Any]] = []
 class Agent:
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.variant = BY_NAME[os.environ["GEVENT_PROBE_VARIANT"]]
-        self.dsn = os.environ.get("GEVENT_PROBE_DSN", "")
-        self.partial_block_ms = float(os.environ.get("GEVENT_PROBE_PARTIAL_BLOCK_MS") or 2)
-        threshold_ms = float(os.environ.get("GEVENT_PROBE_BLOCK_THRESHOLD_MS") or 10)
-        deadlock_after_s = float(os.environ.get("GEVENT_PROBE_DEADLOCK_AFTER_S")
+        self.variant = BY_NAME[os.environ[protocol.VARIANT]]
+        self.dsn = os.environ.get(protocol.DSN, "")
+        self.partial_block_ms = float(os.environ.get(protocol.PARTIAL_BLOCK_MS) or 2)
+        threshold_ms = float(os.environ.get(protocol.BLOCK_THRESHOLD_MS) or 10)
+        deadlock_after_s = float(os.environ.get(protocol.DEADLOCK_AFTER_S)
                                  or DEADLOCK_AFTER_S)
         self.monitor = LoopMonitor(threshold_s=threshold_ms / 1000,
                                    deadlock_after_s=deadlock_after_s)
@@ -65,7 +64,7 @@ class Agent:
         # What the app imported itself, before the probe loads the variant's driver: gunicorn
         # calls us once the app is loaded (under --preload, by the master, before patching).
         when = ("in gunicorn's master, before gevent patched"
-                if os.environ.get("GEVENT_PROBE_PRELOAD") == "1" else "with the app")
+                if os.environ.get(protocol.PRELOAD) == "1" else "with the app")
         self.app_drivers = {d.module: d for d in drivers.imported_by_app(when)}
         self._probe_imports: frozenset[str] = frozenset()
         self.app_error: str | None = None
@@ -76,7 +75,7 @@ class Agent:
         self._importing = False
         # GEVENT_PROBE_WATCH=0 (benchmarks/overhead.py only): the routes answer, nothing is
         # watched, so that the cost of watching can be measured.
-        self.watching = os.environ.get("GEVENT_PROBE_WATCH", "1") != "0"
+        self.watching = os.environ.get(protocol.WATCH, "1") != "0"
         if self.watching:
             self.monitor.start()
             self.monitor.on_deadlock = self._deadlocked
@@ -198,7 +197,7 @@ class Agent:
             involuntary_ctx=usage.ru_nivcsw - self._usage.ru_nivcsw,
             first_error=self.first_error,
             lock=contention.STATS.report() if "psycopg" in sys.modules else None,
-            workload=os.environ.get("GEVENT_PROBE_WORKLOAD") or "select1",
+            workload=os.environ.get(protocol.WORKLOAD) or "select1",
             errors_by_message=dict(self.messages), units_by_kind=dict(self.units))
         return AgentReport(pid=self.pid, requests=dict(self.requests), errors=dict(self.errors),
                            monitor=self.monitor.report(), load=load,
@@ -208,14 +207,14 @@ class Agent:
     def _deadlocked(self, found: Deadlock) -> None:
         """From the monitor (its watchdog thread, when the hub itself is stuck): leave the
         report where the tool looks during the load, then wait to be ended."""
-        directory = os.environ.get("GEVENT_PROBE_STATS_DIR")
+        directory = os.environ.get(protocol.STATS_DIR)
         if directory:
             report = dataclasses.replace(found, locks=self.locks)
             write_text(Path(directory) / f"deadlock-{self.pid}.json", json.dumps(to_dict(report)))
 
     def dump(self) -> str | None:
         """Write the report to $GEVENT_PROBE_STATS_DIR/worker-<pid>.json, atomically."""
-        directory = os.environ.get("GEVENT_PROBE_STATS_DIR")
+        directory = os.environ.get(protocol.STATS_DIR)
         if not directory:
             return None
         path = Path(directory) / f"worker-{self.pid}.json"

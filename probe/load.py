@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from probe import thresholds
+from probe import protocol, thresholds
 from probe.errors import ProbeError
 from probe.lifecycle import die_with_parent, stop_group
 from probe.settings import Settings
@@ -83,14 +83,14 @@ def run_locust(settings: Settings, host: str, workdir: Path, duration_s: float |
         if bind_port:
             argv += ["--master-bind-port", bind_port]
     slow_share = settings.slow_share if settings.scenario == "mixed" else 0.0
-    env = {**os.environ, "GEVENT_PROBE_LOAD_OUT": str(out),
-           "GEVENT_PROBE_SLOW_SHARE": str(slow_share),
-           "GEVENT_PROBE_SLOW_MS": str(settings.slow_ms),
-           "GEVENT_PROBE_RATE": str(settings.rate or ""),
-           "GEVENT_PROBE_SCHEDULERS": str(settings.locust_processes),
-           "GEVENT_PROBE_DURATION_S": f"{duration:g}",
-           "GEVENT_PROBE_MAX_IN_FLIGHT": str(settings.users),
-           "GEVENT_PROBE_MAIN_ROUTE": "work" if settings.workload != "select1" else "select1"}
+    env = {**os.environ, protocol.LOAD_OUT: str(out),
+           protocol.SLOW_SHARE: str(slow_share),
+           protocol.SLOW_MS: str(settings.slow_ms),
+           protocol.RATE: str(settings.rate or ""),
+           protocol.SCHEDULERS: str(settings.locust_processes),
+           protocol.DURATION_S: f"{duration:g}",
+           protocol.MAX_IN_FLIGHT: str(settings.users),
+           protocol.MAIN_ROUTE: "work" if settings.workload != "select1" else "select1"}
     started = time.time()
     with open(workdir / f"locust-{label}.log", "wb") as log:
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,

@@ -35,7 +35,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 import probe
-from probe import metadata, results, session
+from probe import metadata, protocol, results, session
 from probe.bench import BenchTransport
 from probe.errors import ProbeError
 from probe.model import MatrixResult, Transition, VersionResult
@@ -65,7 +65,7 @@ class Environment:
 
 
 def cache_root() -> Path:
-    base = os.environ.get("GEVENT_PROBE_CACHE") or os.path.join(
+    base = os.environ.get(protocol.CACHE) or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gevent-probe")
     return Path(base) / "envs"
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from probe import protocol
 from probe.errors import ProbeError
 from probe.lifecycle import die_with_parent, owned_tempdir, remove_owned, sweep_stale
 from probe.model import BackendWait
@@ -45,7 +46,7 @@ TEMP_PREFIX = "gevent-probe-pg-"
 SUPERUSER = "probe"
 READY_TIMEOUT_S = 30.0
 MAX_CONNECTIONS = 300
-BINDIR_ENV = "GEVENT_PROBE_PG_BINDIR"
+BINDIR_ENV = protocol.PG_BINDIR
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Database:
 
     dsn: str
     version: str
-    source: str  # "bundled", "system", "GEVENT_PROBE_PG_BINDIR", or "external" (--dsn)
+    source: str  # "bundled", "system", protocol.PG_BINDIR, or "external" (--dsn)
     where: str  # host:port/dbname, no password
 
     def describe(self) -> str:

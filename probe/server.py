@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import probe
+from probe import protocol
 from probe.errors import ProbeError
 from probe.lifecycle import die_with_parent, stop_group
 from probe.postgres import free_port
@@ -64,13 +65,13 @@ class Gunicorn:
     def _start(self) -> None:
         self.port = free_port()
         env = {**os.environ, **self.env,
-               "GEVENT_PROBE_PORT": str(self.port),
-               "GEVENT_PROBE_WORKERS": str(self.workers),
-               "GEVENT_PROBE_WORKER_CONNECTIONS": str(self.worker_connections),
-               "GEVENT_PROBE_PRELOAD": "1" if self.preload else "0",
-               "GEVENT_PROBE_STATS_DIR": str(self.stats_dir),
-               "GEVENT_PROBE_HOME": str(Path(probe.__file__).resolve().parent.parent),
-               "GEVENT_PROBE_WORKER_TIMEOUT": f"{self.worker_timeout_s:.0f}"}
+               protocol.PORT: str(self.port),
+               protocol.WORKERS: str(self.workers),
+               protocol.WORKER_CONNECTIONS: str(self.worker_connections),
+               protocol.PRELOAD: "1" if self.preload else "0",
+               protocol.STATS_DIR: str(self.stats_dir),
+               protocol.HOME: str(Path(probe.__file__).resolve().parent.parent),
+               protocol.WORKER_TIMEOUT: f"{self.worker_timeout_s:.0f}"}
         # -P: the folder we run from is not the app's (a checkout's probe/ would shadow the
         # tool's); the sample app runs from its own scratch folder, the user's from --chdir.
         argv = [sys.executable, "-P", "-m", "gunicorn", "-c", str(GUNICORN_CONF),

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from probe import thresholds
+from probe import protocol, thresholds
 from probe.errors import ProbeError
 from probe.model import VERDICTS, Connections, Mode
 
-DSN_ENV = "GEVENT_PROBE_DSN"
+DSN_ENV = protocol.DSN
 MEASURING = ("bench", "run", "gate", "selftest", "matrix")
 BENCH_LIKE = ("bench", "gate", "selftest", "matrix")
 RUN_LIKE = ("run", "gate")

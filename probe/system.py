@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from probe import availability, summary
+from probe import availability, protocol, summary
 from probe import dsn as dsn_mod
 from probe.errors import ProbeError
 from probe.load import LoadStopped, run_locust
@@ -116,17 +116,17 @@ class HttpTransport:
 
     def _env(self, variant: Variant) -> dict[str, str]:
         s = self.settings
-        own = {"GEVENT_PROBE_USER_APP": s.app} if s.app else {}
+        own = {protocol.USER_APP: s.app} if s.app else {}
         if s.app and "DATABASE_URL" not in os.environ:  # the common convention, as a URI
             own["DATABASE_URL"] = dsn_mod.as_uri(self.dsn)
-        return {**own, **variant.environment(), "GEVENT_PROBE_VARIANT": variant.name,
-                "GEVENT_PROBE_DSN": self.dsn, "GEVENT_PROBE_CONNECTIONS": s.connections,
-                "GEVENT_PROBE_POOL": s.pool, "GEVENT_PROBE_POOL_SIZE": str(s.pool_size),
-                "GEVENT_PROBE_BLOCK_THRESHOLD_MS": str(s.block_threshold_ms),
-                "GEVENT_PROBE_PARTIAL_BLOCK_MS": str(s.partial_block_ms),
-                "GEVENT_PROBE_COMPUTE_MS": str(s.compute_ms),
-                "GEVENT_PROBE_DEADLOCK_AFTER_S": str(s.deadlock_after),
-                "GEVENT_PROBE_WORKLOAD": s.workload}
+        return {**own, **variant.environment(), protocol.VARIANT: variant.name,
+                protocol.DSN: self.dsn, protocol.CONNECTIONS: s.connections,
+                protocol.POOL: s.pool, protocol.POOL_SIZE: str(s.pool_size),
+                protocol.BLOCK_THRESHOLD_MS: str(s.block_threshold_ms),
+                protocol.PARTIAL_BLOCK_MS: str(s.partial_block_ms),
+                protocol.COMPUTE_MS: str(s.compute_ms),
+                protocol.DEADLOCK_AFTER_S: str(s.deadlock_after),
+                protocol.WORKLOAD: s.workload}
 
     def _diag(self, server: Gunicorn) -> tuple[list[int], list[str]]:
         replies = server.each_worker("/diag")
@@ -181,7 +181,7 @@ def check_app(settings: Settings, dsn: str) -> AppInfo | None:
             "    print(f'{sys.argv[2]}:{sys.argv[3]} is not callable'); sys.exit(1)\n"
             "print(APP_LINE + json.dumps([to_dict(d) for d in imported_by_app('with the app')]))"
             "\n").replace("APP_LINE", repr(APP_LINE))
-    env = {**os.environ, "GEVENT_PROBE_DSN": dsn, "GEVENT_PROBE_VARIANT": "psycopg-binary"}
+    env = {**os.environ, protocol.DSN: dsn, protocol.VARIANT: "psycopg-binary"}
     env.setdefault("DATABASE_URL", dsn_mod.as_uri(dsn))
     try:
         proc = subprocess.run([sys.executable, "-P", "-c", code, str(where), module, attr],
