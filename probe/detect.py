@@ -73,6 +73,10 @@ def judge(m: Measurement, own_app: bool = False) -> Judgement:
     if not m.problems and driver_errors(m):
         return Judgement("errors", tuple(errors_evidence(m)), errors_fix(m))
     problems = untrustworthy(m, own_app)
+    if problems and problems == [_shortfall(m, own_app)] and _starved(m):
+        return Judgement("contention", (
+            f"Starved: {problems[0]} The greenlets spent the load waiting for a connection "
+            "another greenlet held.", _contention_sentence(m)), contention_fix(m.runtime))
     if problems:
         return Judgement("inconclusive", tuple(problems), _rerun_fix(m))
     flags = signals(m)
@@ -123,14 +127,30 @@ def untrustworthy(m: Measurement, own_app: bool = False) -> list[str]:
     if attempts and m.db.errors / attempts > t.MAX_ERROR_RATE:
         problems.append(f"{m.db.errors} of {attempts} queries failed "
                         f"({100 * m.db.errors / attempts:.1f}%, above 1%): {m.db.first_error}.")
-    served = sum(r.requests for r in m.http.routes) if m.http and own_app else m.db.queries
-    if served < t.MIN_QUERIES:
-        what = "requests" if m.http and own_app else "successful queries"
-        problems.append(f"only {served} {what} under load; at least {t.MIN_QUERIES} are needed.")
+    shortfall = _shortfall(m, own_app)
+    if shortfall:
+        problems.append(shortfall)
     if m.blocked_ms.count < t.MIN_PROBE_QUERIES:
         problems.append(f"only {m.blocked_ms.count} probe queries ran; at least "
                         f"{t.MIN_PROBE_QUERIES} are needed.")
     return problems
+
+
+def _shortfall(m: Measurement, own_app: bool) -> str | None:
+    served = sum(r.requests for r in m.http.routes) if m.http and own_app else m.db.queries
+    if served >= t.MIN_QUERIES:
+        return None
+    what = "requests" if m.http and own_app else "successful queries"
+    return f"only {served} {what} under load; at least {t.MIN_QUERIES} are needed."
+
+
+def _starved(m: Measurement) -> bool:
+    """Too few units because greenlets waited for a connection another held (psycopg's
+    notifies() keeps the lock while it waits): the shortfall is the finding, not missing data,
+    and "run more queries" would not fit it."""
+    c = m.contention
+    return (c is not None and c.wait_share >= t.CONTENTION_SHARE
+            and c.contended >= t.MIN_HELD)
 
 
 def failed_requests(http: HttpView) -> str:

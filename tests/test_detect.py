@@ -60,6 +60,12 @@ def test_greenlets_starving_on_a_shared_connection_are_contention():
     assert any("not fair" in e for e in verdict.evidence)
     assert "psycopg_pool" in verdict.fix
     assert judged(contention=contention(0.05)).verdict == "healthy"
+    # Starved (notifies() holding the lock): too few queries is the finding, not missing data.
+    few = DbLoad(latency_ms=latency(40.0, count=14), queries=14, errors=0, qps=3)
+    starved = judged(db=few, contention=contention(0.95))
+    assert starved.verdict == "contention" and "psycopg_pool" in starved.fix
+    assert starved.evidence[0].startswith("Starved: only 14 successful queries")
+    assert judged(db=few, contention=contention(0.05)).verdict == "inconclusive"
 
 
 def test_runs_that_hold_the_hub_asleep_under_load_are_hub_blocking():

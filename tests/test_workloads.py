@@ -65,6 +65,12 @@ def test_each_workload_and_what_proves_it(tmp_path):
     kinds = mixed["psycopg-binary"]["measured"]["db"]["units_by_kind"]
     assert set(kinds) == {"execute", "executemany", "copy", "pipeline"}
     assert mixed["psycopg-binary"]["verdict"] in ("contention", "errors")
+    # notifies() holds the shared connection's lock while it waits: the queries starve.
+    notify, _ = measured(tmp_path, "bench", "--workload", "notify", "--connections", "shared",
+                         "--variants", "psycopg-binary", "--duration", "3")
+    starved = notify["psycopg-binary"]
+    assert starved["verdict"] == "contention", starved["evidence"]
+    assert starved["evidence"][0].startswith("Starved: only ")
 
 
 def test_a_row_lock_deadlock_under_gunicorn_ends_and_leaves_nothing(tmp_path):
