@@ -17,6 +17,7 @@ from probe.model import (
     Unavailable,
     VariantResult,
 )
+from probe.report.text import short_wait
 from probe.variants import Variant
 
 STYLE = {"healthy": "green", "hub-blocking": "bold red", "busy-wait": "bold magenta",
@@ -73,7 +74,7 @@ def results_table(run: RunResult, color: bool = False, width: int | None = None)
 def _row(r: VariantResult, is_run: bool) -> list[str]:
     m = r.measured
     lock = f"{100 * m.contention.wait_share:.0f}%" if m.contention else "-"
-    cells = [r.name, verdict_cell(r), m.runtime.wait_function.rsplit(".", 1)[-1]]
+    cells = [r.name, verdict_cell(r), short_wait(m.runtime.wait_function)]
     if is_run and m.http is not None and m.http.routes:
         # the route most requests went to, and the worst p99 of the others
         main = max(m.http.routes, key=lambda x: x.requests)
@@ -196,7 +197,7 @@ def matrix_table(result: MatrixResult, color: bool = False, width: int | None = 
                 row.append("-")
                 continue
             m = v.measured
-            wait = m.runtime.wait_function.rsplit(".", 1)[-1]
+            wait = short_wait(m.runtime.wait_function)
             row.append(f"{verdict_cell(v)}\np99 {m.db.latency_ms.p99:.2f} ms, "
                        f"{m.serialization.ratio:.1f}x\n{wait}")
         table.add_row(*row)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from probe import stats
 from probe.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ProbeError
 from probe.model import CheckResult, RunResult, VariantResult
+from probe.report.text import md_cell, short_wait
 from probe.settings import Settings, parse_limits
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def _verdict_check(v: VariantResult, settings: Settings,
 
 def _what_ran(v: VariantResult) -> str:
     rt = v.measured.runtime
-    return f"{rt.driver} {rt.driver_version} {rt.impl}, {rt.wait_function.rsplit('.', 1)[-1]}"
+    return f"{rt.driver} {rt.driver_version} {rt.impl}, {short_wait(rt.wait_function)}"
 
 
 def _latency_checks(v: VariantResult, mode: str, settings: Settings) -> list[CheckResult]:
@@ -326,5 +327,5 @@ def step_summary(outcome: GateOutcome) -> str:
 
 
 def _cell(text: str, limit: int = 300) -> str:
-    text = text.replace("|", "\\|").replace("\n", " ")
+    text = md_cell(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
