@@ -30,24 +30,25 @@ def _pin_the_tool() -> None:
 
 
 _pin_the_tool()
-from probe import protocol  # noqa: E402 - from the tool, now pinned
+# Underscored: gunicorn reads every public name here as a setting (it has one called protocol).
+from probe import protocol as _env  # noqa: E402 - from the tool, now pinned
 
-_port = os.environ.get(protocol.PORT)
+_port = os.environ.get(_env.PORT)
 if not _port:
     raise RuntimeError("set GEVENT_PROBE_PORT to the port gunicorn should listen on")
 
 worker_class = "gevent"
 bind = f"127.0.0.1:{int(_port)}"
-workers = int(os.environ.get(protocol.WORKERS) or 1)
-worker_connections = int(os.environ.get(protocol.WORKER_CONNECTIONS) or 1000)
-preload_app = os.environ.get(protocol.PRELOAD) == "1"
+workers = int(os.environ.get(_env.WORKERS) or 1)
+worker_connections = int(os.environ.get(_env.WORKER_CONNECTIONS) or 1000)
+preload_app = os.environ.get(_env.PRELOAD) == "1"
 accesslog = None  # one log line per request would cost more than SELECT 1 itself
 errorlog = "-"
 loglevel = "warning"
 graceful_timeout = 5  # in-flight requests are at most a 10 s pg_sleep; don't hang the run
 # A blocking driver holds the hub for the whole probe (C x sleep per round): no heartbeat to
 # the arbiter meanwhile, which must not kill the worker for it.
-timeout = int(os.environ.get(protocol.WORKER_TIMEOUT) or 60)
+timeout = int(os.environ.get(_env.WORKER_TIMEOUT) or 60)
 
 
 def post_fork(server: Any, worker: Any) -> None:

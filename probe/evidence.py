@@ -24,12 +24,14 @@ def errors_evidence(m: Measurement) -> list[str]:
     text.append(wait_sentence(m.runtime))
     return text
 
+
 def _kinds_sentence(kinds: dict[str, int]) -> str:
     done = ", ".join(f"{kind} {n:,}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
     most, least = max(kinds.values()), min(kinds.values())
     starving = (f": the slowest kind completed {most / least:,.0f} times fewer units than the "
                 "fastest (starvation)" if least and most >= 10 * least else "")
     return f"Units completed by kind: {done}{starving}."
+
 
 def deadlock_evidence(d: Deadlock) -> list[str]:
     how = ("one run held the hub the whole time (its thread asleep in a call)"
@@ -56,6 +58,7 @@ def deadlock_evidence(d: Deadlock) -> list[str]:
     text += [f"{lock[0].upper()}{lock[1:]}." for lock in d.locks if "the OS's" in lock]
     return text
 
+
 def sentences(m: Measurement, serialised: bool) -> list[str]:
     sentences = []
     if m.http is not None:
@@ -71,6 +74,7 @@ def sentences(m: Measurement, serialised: bool) -> list[str]:
         sentences.append(_kinds_sentence(m.db.units_by_kind))
     sentences += [f"Not measured here: {what}." for what in m.missing]
     return sentences
+
 
 def _users_sentence(m: Measurement) -> str:
     http = m.http
@@ -102,6 +106,7 @@ def _users_sentence(m: Measurement) -> str:
         text += " Workers: " + ", ".join(f"{w.pid} {w.status}" for w in died) + "."
     return text
 
+
 def _serialisation_sentence(m: Measurement, serialised: bool) -> str:
     s = m.serialization
     how = ("they ran one after another: the hub was held while they waited"
@@ -110,6 +115,7 @@ def _serialisation_sentence(m: Measurement, serialised: bool) -> str:
             f"connections took {s.wall_ms:.0f} ms (median of {s.rounds} round"
             f"{'s' if s.rounds != 1 else ''}), {s.ratio:.1f}x the sleep: {how} "
             f"(flagged from {s.threshold:.1f}x).")
+
 
 def _blocked_sentence(m: Measurement) -> str:
     b = m.blocked_ms
@@ -120,11 +126,13 @@ def _blocked_sentence(m: Measurement) -> str:
     return (f"No probe query held the hub while blocked: median {b.p50:.3f} ms off-CPU with "
             f"the hub held, over {b.count} queries (flagged from {t.BLOCKED_MS:g} ms).")
 
+
 def _cpu_sentence(m: Measurement) -> str:
     burn = m.cpu.burn_ratio
     judgement = "busy-waiting" if burn >= t.BURN_RATIO else "idle, as a wait should be"
     return (f"While the probe's connections waited, the hub thread used {100 * burn:.0f}% of a "
             f"core: {judgement} (flagged from {100 * t.BURN_RATIO:.0f}%).")
+
 
 def _slices_sentence(s: Slices) -> str:
     n = s.length_ms
@@ -150,6 +158,7 @@ def _slices_sentence(s: Slices) -> str:
                  + (f" in {where}" if where else ""))
     return text + "."
 
+
 def _queue_sentence(m: Measurement, s: Slices) -> str:
     """What the other greenlets waited (the heartbeat), and why: queueing or held slices."""
     lag, st = m.lag_ms, m.stalls
@@ -161,6 +170,7 @@ def _queue_sentence(m: Measurement, s: Slices) -> str:
     if st.preempted:
         text += f", and {st.preempted} preempted by other processes"
     return text + "."
+
 
 def findings(m: Measurement) -> list[str]:
     """Notes for a reader whatever the verdict: a saturated worker (capacity, which a late
@@ -197,6 +207,7 @@ def findings(m: Measurement) -> list[str]:
             "(psycopg_pool.ConnectionPool, psycopg2.pool).")
     return notes
 
+
 def _connects_sentence(m: Measurement, s: Slices) -> str:
     c = s.connects
     assert c is not None
@@ -207,6 +218,7 @@ def _connects_sentence(m: Measurement, s: Slices) -> str:
             f"hub {c.held_ms:,.0f} ms in all, {c.cpu_ms:,.0f} ms of it on the CPU (SCRAM, "
             f"TLS){share}; the longest slice inside a connect {c.longest_ms:.1f} ms")
     return text + "."
+
 
 def contention_sentence(m: Measurement) -> str:
     c = m.contention
@@ -232,9 +244,11 @@ def contention_sentence(m: Measurement) -> str:
             f"driver calls (flagged from {100 * t.CONTENTION_SHARE:.0f}%); waits p50/p99/max "
             f"{w.p50:.1f}/{w.p99:.1f}/{w.max:.1f} ms.{fairness}{where}")
 
+
 def latency_paradox(m: Measurement) -> str:
     return (f"SELECT 1 looks fast in-greenlet (avg {m.db.latency_ms.avg:.3f} ms) only because "
             "the driver never yields: per-query latency rewards hub blocking.")
+
 
 def wait_sentence(rt: Runtime) -> str:
     """What the process reported of its wait, and why, where the why is known."""
@@ -259,6 +273,7 @@ def wait_sentence(rt: Runtime) -> str:
                "imported before gevent patched (e.g. by gunicorn --preload, in the master)")
     return text + (f", {why}." if why else ".")
 
+
 def expected_behaviour(rt: Runtime) -> str | None:
     if rt.driver == "psycopg2":
         if rt.wait_function.startswith("none"):
@@ -269,6 +284,7 @@ def expected_behaviour(rt: Runtime) -> str | None:
     if rt.wait_function in COOPERATIVE_PSYCOPG_WAITS and "select" in rt.patched_modules:
         return "cooperative"
     return None
+
 
 def failed_requests(http: HttpView) -> str:
     """Which routes failed, with what, and what the app raised: the cause, in one line."""

@@ -23,6 +23,7 @@ def errors_fix(m: Measurement) -> str:
                 "connection lock for a whole COPY and pipeline).")
     return "Look at the errors above: the driver raised them under this workload."
 
+
 def deadlock_fix(d: Deadlock, rt: Runtime) -> str:
     if any("connection lock is the OS's" in lock for lock in d.locks):
         return ("psycopg was imported before gevent patched, so each connection's lock is an OS "
@@ -44,6 +45,7 @@ def deadlock_fix(d: Deadlock, rt: Runtime) -> str:
             "locks in one order, keep transactions short, and give each greenlet its own "
             "connection.")
 
+
 def rerun_fix(m: Measurement) -> str:
     if m.http is not None and m.http.loadgen_saturated:
         return "Give locust more cores with --locust-processes N, or fewer --users."
@@ -56,7 +58,11 @@ def rerun_fix(m: Measurement) -> str:
         return contention_fix(m.runtime)
     if m.db.errors or any("PostgreSQL" in p for p in m.problems):
         return "Look at the first error above, fix the database side, and run again."
+    if m.problems:  # the measurement itself failed (gunicorn could not start, a timeout...)
+        return ("The measurement did not complete: fix what the first line above says, and "
+                "run again.")
     return "Run again with more --queries, a longer --duration or more --concurrency."
+
 
 def hub_blocking_fix(m: Measurement, serialised: bool) -> str:
     rt = m.runtime
@@ -86,6 +92,7 @@ def hub_blocking_fix(m: Measurement, serialised: bool) -> str:
     return ("The hub is blocked by the call in the frames above"
             f"{where}; make it cooperative (gevent-aware I/O or gevent.threadpool).")
 
+
 def held_blocked_fix(m: Measurement) -> str:
     where = _held_where(m, "blocked")
     if "connect" in where:
@@ -96,6 +103,7 @@ def held_blocked_fix(m: Measurement) -> str:
     return ("The driver's own waits are cooperative, but something else blocks the hub during "
             f"requests: {where}. Make that call cooperative (gevent-aware I/O) or run it in "
             "gevent.get_hub().threadpool.")
+
 
 def computing_fix(m: Measurement) -> str:
     where = _held_where(m, "computing")
@@ -108,6 +116,7 @@ def computing_fix(m: Measurement) -> str:
             "to another process (a task queue, multiprocessing), or run more gunicorn workers "
             "so that fewer requests share one hub.")
 
+
 def _held_where(m: Measurement, kind: str) -> str:
     s = m.slices
     held = [h for h in (s.longest if s else ()) if h.kind == kind]
@@ -118,10 +127,12 @@ def _held_where(m: Measurement, kind: str) -> str:
         return s.culprits[0].frame
     return "the frames the report lists"
 
+
 def busy_wait_fix(rt: Runtime) -> str:
     return (f"The wait function {rt.wait_function} polls without blocking: remove it and let "
             "psycopg use its default under gevent (wait_poll, which blocks in the hub with a "
             "timeout), or wait with gevent.select / gevent.socket.wait_read.")
+
 
 def requests_failed_fix(http: HttpView) -> str:
     codes = {code for r in http.routes for code in r.failed_with}
@@ -136,6 +147,7 @@ def requests_failed_fix(http: HttpView) -> str:
             "database; the error above is what it raised or answered (see `gevent-probe run "
             "--help`).")
 
+
 def contention_fix(rt: Runtime) -> str:
     if rt.driver == "psycopg2" and rt.psycogreen:
         return ("psycopg2 with psycogreen cannot share a connection across greenlets at all: "
@@ -143,6 +155,7 @@ def contention_fix(rt: Runtime) -> str:
     return ("Don't share one connection across greenlets: give each concurrent greenlet its "
             "own, with a pool sized for the greenlets that query at once "
             "(psycopg_pool.ConnectionPool(max_size=...)), or a connection per task.")
+
 
 def release_tuple(text: str) -> tuple[int, ...]:
     parts = []

@@ -119,6 +119,12 @@ def test_connecting_per_request_is_a_note_with_its_cpu_cost():
                for n in verdict.notes)
 
 
+def test_a_measurement_that_did_not_complete_is_not_told_to_run_more_queries():
+    broken = judged(problems=("gunicorn exited during start-up: Error: Not a string",))
+    assert broken.verdict == "inconclusive"
+    assert "did not complete" in broken.fix and "--queries" not in broken.fix
+
+
 def test_errors_or_too_few_samples_are_inconclusive():
     failing = DbLoad(latency_ms=latency(0.4, count=50), queries=50, errors=750, qps=10,
                      first_error="ProgrammingError: execute cannot be used while an "

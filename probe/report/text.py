@@ -61,6 +61,7 @@ def driver_label(v: VariantResult) -> str:
     impl = f" {rt.impl}" if rt.driver == "psycopg" else ""  # psycopg 3 ships three builds
     return f"{rt.driver} {rt.driver_version}{impl}"
 
+
 def flatten(data: dict[str, Any], prefix: str = "",
           skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     rows = []
@@ -73,11 +74,14 @@ def flatten(data: dict[str, Any], prefix: str = "",
             rows.append((f"{prefix}{key}", str(value)))
     return rows
 
+
 def find_variant(result: RunResult, name: str) -> VariantResult | None:
     return next((v for v in result.variants if v.name == name), None)
 
+
 def and_list(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
 
 def lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]

@@ -13,11 +13,13 @@ class Banner:
     text: str  # one sentence
     details: tuple[str, ...] = ()
 
+
 @dataclass(frozen=True)
 class Cell:
     text: str
     flagged: bool = False  # at or past the threshold that flags it
     title: str = ""
+
 
 @dataclass(frozen=True)
 class Row:
@@ -26,11 +28,13 @@ class Row:
     wait: str
     cells: tuple[Cell, ...]  # one per RunView.headers
 
+
 @dataclass(frozen=True)
 class Finding:
     variant: VariantResult
     note: str
     as_expected: bool  # a control flagged as it should be: evidence the detectors work
+
 
 @dataclass(frozen=True)
 class StallView:
@@ -40,6 +44,7 @@ class StallView:
     events: tuple[tuple[str, str, str], ...]  # (when, ms, kind), the first MAX_EVENTS_SHOWN
     hidden: int  # events not listed
     longest: tuple[tuple[str, HeldSlice], ...]  # (when, slice)
+
 
 @dataclass(frozen=True)
 class RunView:
@@ -61,6 +66,7 @@ class RunView:
     def title(self) -> str:
         return f"{self.label}: {self.result.run_id}" if self.label else self.result.run_id
 
+
 @dataclass(frozen=True)
 class Compared:
     """One variant of one result, in the comparison table."""
@@ -70,6 +76,7 @@ class Compared:
     wait: str
     p99: tuple[tuple[str, str], ...]  # (what, "12.3 ms (+20%)")
     throughput: str
+
 
 @dataclass(frozen=True)
 class ComparedRow:
@@ -81,15 +88,18 @@ class ComparedRow:
     def verdict_changed(self) -> bool:
         return len({c.verdict for c in self.cells if c is not None}) > 1
 
+
 @dataclass(frozen=True)
 class Comparison:
     rows: tuple[ComparedRow, ...]
     environment: tuple[tuple[str, tuple[str, ...], bool], ...]  # (key, values, differ)
 
+
 @dataclass(frozen=True)
 class MatrixCell:
     verdict: str
     detail: str  # p99, sleeps, wait function
+
 
 @dataclass(frozen=True)
 class MatrixRow:
