@@ -69,7 +69,10 @@ def test_hub_blocking_evidence_names_the_blocking_frame(bench_run):
 def test_code_that_computes_without_yielding_is_computing_with_its_frame(bench_run):
     computing = by_name(bench_run[1])["compute"]
     slices = computing["measured"]["slices"]
-    assert slices["computing"] >= 100 and slices["blocked"] == 0
+    assert computing["verdict"] == "computing"
+    # Nearly every held run computed; on a virtual machine a few read as blocked (the
+    # hypervisor's stolen time looks like sleeping to schedstat), never enough to matter.
+    assert slices["computing"] >= 100 and slices["blocked"] <= 0.05 * slices["computing"]
     assert any("compute" in frame for frame in slices["longest"][0]["frames"])
     assert "another process" in computing["fix"]
     # the driver itself stayed cooperative: the probe's own queries did not block
