@@ -23,9 +23,10 @@ greenlets taking short turns make the others wait too (queueing: the heartbeat's
 that is reported in the test's sections and fails only when max_queue_ms asks for it.
 
 A connection's handshake computes inside libpq without yielding (SCRAM's 4,096 hashing
-rounds, TLS): 4-9 ms per connect on a 2-core machine while the server hashes its half beside
-it (benchmarks/guard_soak.py). That is what a connection costs, once per connection behind a
-pool, not a driver that fails to cooperate, so a run inside a connect is held to
+rounds, TLS): 5-15 ms of CPU per connect on a 2-core machine while the server hashes its half
+beside it (schedstat around psycopg.connect; benchmarks/guard_soak.py). That is what a
+connection costs, once per connection behind a pool, not a driver that fails to cooperate,
+so a run inside a connect is held to
 max_connect_ms (50 by default), and is reported. What such a run spent asleep is still held to
 max_ms like any block: a connect that blocks (psycopg2 without psycogreen waiting on the
 server, libpq resolving a host name) fails; a few ms asleep (a virtual machine's stolen time
