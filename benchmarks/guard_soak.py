@@ -2,12 +2,13 @@
 
     .venv/bin/python benchmarks/guard_soak.py [--runs 20]
 
-Writes a user's test suite to a temporary folder (conftest.py patches with gevent, as a user's
-does) and runs it with pytest --runs times, each in a fresh process, against an embedded
-PostgreSQL: 8 greenlets each connect with psycopg 3 and `pg_sleep(50 ms)` (must pass at the
-default max_ms=10: the handshakes queue, none holds the hub); the same with psycopg2 and no
-psycogreen (must fail, naming the connect line); a loop that computes 30 ms (must fail as
-computing). Prints the tally per test last.
+Writes the user's test suite of tests/test_pytest_plugin.py to a temporary folder (its
+conftest.py patches with gevent, as a user's does) and runs three of its tests --runs times,
+each run a fresh pytest process, against an embedded PostgreSQL: 8 greenlets each connect
+with psycopg 3 and `pg_sleep(50 ms)` (must pass at the default max_ms=10: the handshakes
+queue, none holds the hub); the same with psycopg2 and no psycogreen (must fail, naming the
+connect line); a loop that computes 30 ms (must fail as computing). Prints the tally per test
+last.
 """
 
 from __future__ import annotations
@@ -21,49 +22,24 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from probe import postgres
+from probe import postgres, protocol
 
-CONFTEST = "from gevent import monkey\nmonkey.patch_all()\n"
-TESTS = '''
-import os, time
-import gevent, psycopg, psycopg2
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+# The user's suite the tests run once, run here again and again (one text, two uses).
+from tests.test_pytest_plugin import CONFTEST, TESTS  # noqa: E402
 
-DSN = os.environ["GUARD_SOAK_DSN"]
-
-
-def connect_and_sleep(module):
-    def one():
-        conn = module.connect(DSN)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT pg_sleep(0.05)")
-        finally:
-            conn.close()
-    gevent.joinall([gevent.spawn(one) for _ in range(8)], raise_error=True)
-
-
-def test_psycopg3_connects(hub_block_guard):
-    connect_and_sleep(psycopg)
-
-
-def test_psycopg2_connects(hub_block_guard):
-    connect_and_sleep(psycopg2)
-
-
-def test_computing(hub_block_guard):
-    end = time.perf_counter() + 0.03
-    while time.perf_counter() < end:
-        pass
-'''
-EXPECTED = {"test_psycopg3_connects": "passed", "test_psycopg2_connects": "failed",
-            "test_computing": "failed"}
+EXPECTED = {"test_concurrent_cooperative_connects_pass": "passed",
+            "test_a_blocking_connect_fails": "failed",
+            "test_computing_in_a_loop_fails_as_computing": "failed"}
 
 
 def once(folder: Path, dsn: str) -> dict[str, tuple[str, str, str]]:
     """{test: (outcome, what the failure said that matters, its first line)} of one run."""
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-                           "-rA", "test_guarded.py"], capture_output=True, text=True,
-                          cwd=folder, timeout=300, env={**os.environ, "GUARD_SOAK_DSN": dsn})
+                           "-rA", "test_guarded.py", "-k", " or ".join(EXPECTED)],
+                          capture_output=True, text=True, cwd=folder, timeout=300,
+                          env={**os.environ, protocol.TEST_DSN: dsn})
     out = proc.stdout
     results = {}
     for name in EXPECTED:
