@@ -39,7 +39,7 @@ from hdrh.histogram import HdrHistogram
 from probe import sched, stats
 from probe.alarm import Alarm
 from probe.model import Deadlock, MonitorReport, SecondLag, StallEvent, StallKind
-from probe.slices import SliceTracer, format_stack, sample_stack, walk
+from probe.slices import SliceTracer, format_stack, in_loop_poll, sample_stack, walk
 
 MAX_EVENTS = 2000  # stall events kept for the timeline (the counts stay exact beyond)
 MAX_SECONDS = 3700
@@ -58,6 +58,7 @@ MAX_GREENLETS = 12  # distinct waiting stacks kept in a deadlock's report
 _start_thread = get_original("_thread", "start_new_thread")
 _thread_sleep = get_original("time", "sleep")
 _get_ident = get_original("_thread", "get_ident")
+_get_native_id = get_original("_thread", "get_native_id")
 
 
 class LoopMonitor:
@@ -70,6 +71,7 @@ class LoopMonitor:
         # sampled while it ran, early enough to see where it began (a connect, a query).
         self.sample_from_s = sample_from_s if sample_from_s is not None else threshold_s / 2
         self._hub_ident = _get_ident()
+        self._hub_tid = _get_native_id()  # the kernel's name for the hub's thread (its wchan)
         self.tracer = SliceTracer(threshold_s)
         self.alarm = Alarm(poll_s=self.sample_from_s)
         self._timer: Any = None  # the heartbeat: a repeating libev timer
@@ -263,7 +265,7 @@ class LoopMonitor:
                     self._deadlock("held", (now - start) / 1e9)  # the hub itself is stuck
                 stack = sample_stack(self._hub_ident)
                 if stack is not None and seq == tracer.seq:
-                    tracer.add_sample(seq, stack)
+                    tracer.add_sample(seq, stack, in_loop_poll(stack, sched.wchan(self._hub_tid)))
                     sampled_seq, sampled_at = seq, now
                     alarm.arm(RESAMPLE_S)
         finally:

@@ -112,8 +112,8 @@ class HubBlockGuard:
                         f"{self.max_connect_ms:g} ms by max_connect_ms)")
         preempted = [h for h in slices.longest if h.kind == "preempted"]
         if preempted:
-            summary += (f"; {len(preempted)} run(s) waited for a CPU other processes had "
-                        f"(up to {preempted[0].ms:.1f} ms): not counted")
+            summary += (f"; {len(preempted)} run(s) waited for a CPU other processes (or the "
+                        f"VM's host) had (up to {preempted[0].ms:.1f} ms): not counted")
         if worst is not None and worst.ms > self.max_ms:
             return held_message(worst, self.max_ms) + f"\n\n{summary}", summary
         if handshakes and handshakes[0].ms > self.max_connect_ms:

@@ -46,3 +46,13 @@ class SchedStat:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def wchan(native_id: int) -> str:
+    """Where in the kernel a thread of this process sleeps ("do_epoll_wait",
+    "hrtimer_nanosleep"; "0" while it runs), or "" where that cannot be read."""
+    try:
+        with open(f"/proc/self/task/{native_id}/wchan") as f:
+            return f.read()
+    except OSError:
+        return ""

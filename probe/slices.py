@@ -7,7 +7,8 @@ worker, whose ready queue makes every greenlet wait although each runs a fractio
 millisecond. A slice longer than the threshold is *held*, and classified by where the thread
 spent it (probe.sched): asleep in a blocking call ("blocked": the driver bug this tool exists
 for), on the CPU ("computing": code that does not yield), or waiting for a CPU ("preempted":
-other processes had the cores, which no app change would fix).
+other processes had the cores, which no app change would fix; also the hub woken late
+from an idle poll: see in_loop_poll).
 
 Cost, measured on a 2-core VM: greenlet.settrace calls us on every switch; reading the wall
 clock there costs ~0.4 µs, the thread's CPU clock another 0.7 µs (a system call) and its
@@ -38,6 +39,7 @@ import gc
 import heapq
 import itertools
 import linecache
+import os
 import sys
 import time
 import typing
@@ -124,6 +126,7 @@ class SliceTracer:
         self.mark_ns = 0  # the longest slice since take_mark(), for the heartbeat
         self.mark_kind: HeldKind | None = None
         self._samples: tuple[int, tuple[RawStack, ...]] = (-1, ())
+        self._polling = (-1, False)  # slice seq, every sample of it in the loop's idle poll
         self._gc_count = gc.get_count()  # as of the last read of the clocks
         if self.alarm is not None:  # a run that starts now is watched even if none follows
             self.alarm.arm(self.alarm_after_s)
@@ -218,13 +221,15 @@ class SliceTracer:
         runq_ns = min(runq - self._runq, wall)
         asleep = max(0, (now - self._read_at) - (cpu - self._cpu) - (runq - self._runq)
                      - lead_in)
+        seq, sampled = self._samples
+        stacks = sampled if seq == self.seq else ()
         kind = held_kind(on_cpu, runq_ns, asleep)
+        if hub and kind == "blocked" and stacks and self._polling == (self.seq, True):
+            kind = "preempted"  # woken late from an idle poll: see in_loop_poll
         self.held_count[kind] += 1
         self.held_ns[kind] += wall
         if wall > self.mark_ns:
             self.mark_ns, self.mark_kind = wall, kind
-        seq, sampled = self._samples
-        stacks = sampled if seq == self.seq else ()
         # Only full collections are named: the young ones take well under a millisecond.
         collector = ("Python's garbage collector: a full (generation-2) collection ran in this "
                      "slice") if collected_generation(self._gc_count, gc.get_count()) == 2 \
@@ -257,13 +262,16 @@ class SliceTracer:
 
     # -- what the watchdog and the heartbeat use ------------------------------------------------
 
-    def add_sample(self, seq: int, stack: RawStack) -> None:
-        """A stack of the hub thread, sampled by another thread while slice `seq` ran."""
+    def add_sample(self, seq: int, stack: RawStack, polling: bool = False) -> None:
+        """A stack of the hub thread, sampled by another thread while slice `seq` ran;
+        `polling`: the thread was then asleep in the event loop's own poll (in_loop_poll)."""
         known_seq, stacks = self._samples
         if known_seq != seq:
             stacks = ()
         if len(stacks) < MAX_SAMPLES:
             self._samples = (seq, (*stacks, stack))
+        was = self._polling
+        self._polling = (seq, polling and (was[1] if was[0] == seq else True))
 
     @property
     def knows_runq(self) -> bool:
@@ -385,6 +393,21 @@ def held_kind(on_cpu: int, runq: int, asleep: int) -> HeldKind:
     return "blocked" if 2 * asleep >= on_cpu else "computing"
 
 
+def in_loop_poll(stack: RawStack, wchan: str) -> bool:
+    """The hub asleep in its event loop's own poll: no Python frame above Hub.run, and the
+    kernel says the thread waits in epoll (`wchan`, probe.sched). An idle hub asks to be woken
+    when a socket is ready or the next timer (the heartbeat's, every few ms) is due; asleep
+    there past the threshold, it was woken late: the thread did not get a CPU (a VM's stolen
+    time reads as asleep in schedstat). So a hub run whose every sample is that is the
+    machine's doing, not a held hub. Both tests are needed: a C function run directly as a
+    callback (a builtin) shows only Hub.run too, but waits elsewhere than in epoll."""
+    if not stack or "epoll" not in wchan:
+        return False
+    filename, _, function = stack[-1]
+    return function == "run" and filename.endswith(_HUB_FILE)
+
+
+_HUB_FILE = os.path.join("gevent", "hub.py")
 RawFrame = tuple[str, int, str]  # file, line, function
 RawStack = tuple[RawFrame, ...]  # innermost last
 

@@ -144,3 +144,40 @@ def test_a_report_taken_after_stopping_still_knows_the_cpu_queue():
     gevent.sleep(0.01)
     m.stop()
     assert m.report().missing == ()
+
+
+def test_a_blocking_hub_callback_is_held_and_an_idle_poll_is_not():
+    import threading
+
+    from gevent.monkey import get_original
+
+    from probe.sched import wchan
+    from probe.slices import in_loop_poll, sample_stack
+
+    # The hub idle in its event loop's poll, as another thread (the watchdog) samples it:
+    # the hub's run loop, asleep in epoll. A VM's stolen time makes that wait long.
+    sampled: list = []
+    ident, tid = threading.get_ident(), threading.get_native_id()
+
+    def watchdog() -> None:
+        blocking_sleep(0.03)
+        sampled.append((sample_stack(ident), wchan(tid)))
+
+    get_original("_thread", "start_new_thread")(watchdog, ())
+    gevent.sleep(0.1)
+    ((stack, where),) = sampled
+    assert in_loop_poll(stack, where), (stack, where)
+    assert not in_loop_poll(stack, "hrtimer_nanosleep") and not in_loop_poll((), where)
+    # A builtin run as a callback that blocks the hub shows no frame above the run loop
+    # either, but sleeps elsewhere than in epoll: still a blocked, held hub.
+    m = LoopMonitor(interval_s=0.001, threshold_s=0.01).start()
+    gevent.sleep(0.02)
+    m.reset()
+    gevent.get_hub().loop.run_callback(blocking_sleep, 0.05)
+    gevent.sleep(0.1)
+    m.settle()
+    slices = m.report().slices
+    m.stop()
+    assert slices.held.get("blocked") == 1, slices.held
+    (held,) = [h for h in slices.longest if h.kind == "blocked"]
+    assert held.hub and held.off_cpu_ms >= 40
