@@ -1,97 +1,225 @@
 """What measuring costs the app: the sample app's throughput with the measurement on and off.
 
-    .venv/bin/python benchmarks/overhead.py [--pairs 10] [--seconds 6] [--connections 50]
+    .venv/bin/python benchmarks/overhead.py [--servers 3] [--rounds 6] [--seconds 3]
 
-One gunicorn gevent worker serves the sample app (psycopg-binary, GET /select1) saturated by
-wrk (Debian's package; locust's Python would take the CPU the worker needs). "On" is the tool
-as it runs in `run`: the slice tracer on every greenlet switch, the heartbeat, the watchdog
-thread, the timed connection locks. "Off" sets GEVENT_PROBE_WATCH=0, which leaves the agent's
-routes but none of that. Runs alternate, off then on, and each pair is compared with itself,
-so that the machine's drift (this VM's throughput moves by ±15% from one minute to the next)
-hits both sides of a pair alike. On a machine with 2 cores or more the worker gets a core of
-its own, wrk and PostgreSQL share the others (taskset), as a dedicated app server would.
-Printed: each pair's RPS and the worker's CPU per request, and last the RPS cost, 1 minus
-the median of the pairs' on/off ratios. One embedded PostgreSQL for everything.
+Two gunicorn gevent workers serve the sample app (psycopg-binary, GET /select1), one with the
+measurement on (as `run` starts it: the slice tracer on every greenlet switch, the heartbeat,
+the watchdog thread, the timed connection locks), one with it off (GEVENT_PROBE_WATCH=0,
+which leaves the agent's routes but none of that). Both live on the same core (taskset; wrk
+and PostgreSQL share the others, as a dedicated app server would), and wrk (Debian's
+package; locust's Python would take the CPU the worker needs) saturates them in turn, a few
+seconds each, in ABBA order, while the other is stopped (SIGSTOP), so that it costs nothing.
+
+Why this shape: this VM's throughput drifts by ±15% from one minute to the next, and two
+gunicorns started one after the other differ by as much; a pair of short bursts seconds
+apart, on two servers that are both up, sees the same machine. --servers sets of fresh
+servers keep what a start changes (memory layout, hash seeds) in the figure.
+
+The end-to-end figure can only be as fine as the machine is steady; on this VM a few
+percent. So the cost is also accounted for directly, from what the tracer adds: the extra
+nanoseconds per greenlet switch (two greenlets switching 100,000 times with the tracer off
+and on, interleaved, in this process), times the switches the watched worker made per
+request (its own count, from its final report), over the CPU a request takes without it.
+
+Printed: each round's RPS and the worker's CPU per request, then the accounted cost, and
+last the RPS cost (1 minus the geometric mean of the on/off ratios, with a 95% t-interval
+over the rounds).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
+import greenlet
 import psutil
+from scipy import stats as scistats
 
 from probe.postgres import database
 from probe.server import SAMPLE_APP, Gunicorn, get
+from probe.slices import SliceTracer
+
+SWITCHES = 100_000
+SLOW_PATHS_PER_S = 400  # once per refresh period: a quarter of the 10 ms threshold
 
 
-def pin(pid: int, cpus: set[int]) -> None:
-    for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
-        proc.cpu_affinity(list(cpus))
+def processes(server: Gunicorn) -> list[psutil.Process]:
+    if server.proc is None:  # stopped already
+        return []
+    main = psutil.Process(server.proc.pid)
+    return [main, *main.children(recursive=True)]
 
 
-def one_run(dsn: str, watch: bool, seconds: float, connections: int,
-            workdir: Path, cpus: tuple[set[int], set[int]] | None) -> tuple[float, float]:
-    """(RPS, the worker's CPU µs per request) of one saturated run."""
-    env = {"GEVENT_PROBE_VARIANT": "psycopg-binary", "GEVENT_PROBE_DSN": dsn,
-           "GEVENT_PROBE_WATCH": "1" if watch else "0"}
-    with Gunicorn(app=SAMPLE_APP, env=env, stats_dir=workdir / f"w{time.monotonic_ns()}") \
-            as server:
-        (worker,) = server.worker_pids()
-        if cpus is not None:
-            pin(server.proc.pid, cpus[0])  # type: ignore[union-attr]
-        get(server.url + "/_probe/reset")  # the pool opened, as before a real load
-        wrk = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", server.url + "/select1"]
-        prefix = ["taskset", "-c", ",".join(map(str, sorted(cpus[1])))] if cpus else []
-        subprocess.run([*prefix, *wrk[:3], "-d1s", wrk[4]], capture_output=True, check=True)
+def pause(server: Gunicorn, paused: bool) -> None:
+    for proc in processes(server):
+        proc.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+
+
+def burst(server: Gunicorn, seconds: float, connections: int, wrk_prefix: list[str]) \
+        -> tuple[float, float]:
+    """(RPS, the worker's CPU µs per request) of one saturated burst."""
+    (worker,) = server.worker_pids()
+    pause(server, False)
+    try:
         cpu0 = sum(psutil.Process(worker).cpu_times()[:2])
-        out = subprocess.run([*prefix, *wrk], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([*wrk_prefix, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s",
+                              server.url + "/select1"],
+                             capture_output=True, text=True, check=True).stdout
         cpu1 = sum(psutil.Process(worker).cpu_times()[:2])
+    finally:
+        pause(server, True)
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return requests / seconds, (cpu1 - cpu0) * 1e6 / requests
 
 
+def start(dsn: str, watch: bool, workdir: Path, stack: ExitStack, cpus: set[int] | None,
+          wrk_prefix: list[str]) -> Gunicorn:
+    env = {"GEVENT_PROBE_VARIANT": "psycopg-binary", "GEVENT_PROBE_DSN": dsn,
+           "GEVENT_PROBE_WATCH": "1" if watch else "0"}
+    server = stack.enter_context(Gunicorn(app=SAMPLE_APP, env=env,
+                                          stats_dir=workdir / f"w{time.monotonic_ns()}"))
+    stack.callback(pause, server, False)  # a stopped gunicorn would not hear SIGTERM
+    if cpus is not None:
+        for proc in processes(server):
+            proc.cpu_affinity(sorted(cpus))
+    get(server.url + "/_probe/reset")  # the pool opened, as before a real load
+    subprocess.run([*wrk_prefix, "wrk", "-t1", "-c10", "-d1s", server.url + "/select1"],
+                   capture_output=True, check=True)  # warm
+    pause(server, True)
+    return server
+
+
+def switch_ns(switches: int = SWITCHES) -> float:
+    """Nanoseconds per greenlet switch, two greenlets passing control back and forth."""
+    def ping() -> None:
+        for _ in range(switches // 2):
+            pong.switch()
+
+    def answer() -> None:
+        while True:
+            main.switch()
+
+    main, pong = greenlet.greenlet(ping), greenlet.greenlet(answer)
+    t0 = time.perf_counter_ns()
+    main.switch()
+    return (time.perf_counter_ns() - t0) / switches
+
+
+def tracer_ns_per_switch(refresh_s: float | None = None, rounds: int = 10) -> float:
+    """What the slice tracer adds to a switch: the median of interleaved off/on differences.
+    refresh_s=0: the slow path (the thread's clocks read) at every switch."""
+    import gevent
+
+    gevent.get_hub()  # the tracer watches this thread's hub
+    tracer = SliceTracer(0.01, refresh_s)
+    extra = []
+    for _ in range(rounds):
+        off = switch_ns()
+        tracer.start()
+        try:
+            on = switch_ns()
+        finally:
+            tracer.stop()
+        extra.append(on - off)
+    return statistics.median(extra)
+
+
+def switches_per_request(server: Gunicorn, wrk_requests: int) -> float | None:
+    """From the watched worker's final report (after `stop`): switches over requests."""
+    for report in server.final_reports():
+        slices = report["monitor"].get("slices") or {}
+        served = sum(report.get("requests", {}).values()) or wrk_requests
+        if slices.get("count") and served:
+            return float(slices["count"]) / served
+    return None
+
+
+def interval(logs: list[float]) -> tuple[float, float, float]:
+    mean = statistics.fmean(logs)
+    half = (float(scistats.t.ppf(0.975, len(logs) - 1)) * statistics.stdev(logs)
+            / math.sqrt(len(logs))) if len(logs) > 1 else 0.0
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pairs", type=int, default=10)
-    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--servers", type=int, default=3, help="sets of fresh servers")
+    parser.add_argument("--rounds", type=int, default=6, help="ABBA rounds per set")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per burst")
     parser.add_argument("--connections", type=int, default=50)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("benchmarks/overhead.py needs wrk (apt-get install wrk)")
     cores = sorted(os.sched_getaffinity(0))
-    cpus = ({cores[-1]}, set(cores[:-1])) if len(cores) >= 2 and shutil.which("taskset") \
-        else None
-    pairs: list[tuple[tuple[float, float], tuple[float, float]]] = []
+    split = len(cores) >= 2 and shutil.which("taskset")
+    worker_cpus, other_cpus = ({cores[-1]}, set(cores[:-1])) if split else (None, None)
+    wrk_prefix = ["taskset", "-c", ",".join(map(str, sorted(other_cpus)))] if other_cpus \
+        else []
+    ratios: list[tuple[float, float]] = []
+    off_cpu_us: list[float] = []
+    per_request: list[float] = []
     t0 = time.perf_counter()
     with database(None) as db, tempfile.TemporaryDirectory() as tmp:
-        if cpus is not None:
+        if other_cpus is not None:
             for proc in psutil.process_iter(["cmdline"]):
                 if "postgres" in " ".join(proc.info["cmdline"] or []):
-                    proc.cpu_affinity(list(cpus[1]))
-        print(f"{db.describe()}; worker on CPU {cpus[0] if cpus else 'any'}\n")
-        print("| pair | off RPS | on RPS | on / off | off CPU µs/req | on CPU µs/req |")
-        print("|---|---|---|---|---|---|")
-        for n in range(1, args.pairs + 1):
-            off = one_run(db.dsn, False, args.seconds, args.connections, Path(tmp), cpus)
-            on = one_run(db.dsn, True, args.seconds, args.connections, Path(tmp), cpus)
-            pairs.append((off, on))
-            print(f"| {n} | {off[0]:,.0f} | {on[0]:,.0f} | {on[0] / off[0]:.3f} | "
-                  f"{off[1]:.0f} | {on[1]:.0f} |", flush=True)
-    rps = sorted(on[0] / off[0] for off, on in pairs)
-    cpu = sorted(on[1] / off[1] for off, on in pairs)
-    print(f"\n{time.perf_counter() - t0:.0f} s in all; pairs' on/off RPS ratios "
-          f"{rps[0]:.3f}-{rps[-1]:.3f}, CPU per request ratios {cpu[0]:.3f}-{cpu[-1]:.3f}")
-    print(f"CPU per request: +{100 * (statistics.median(cpu) - 1):.1f}% (median of the pairs)")
-    print(f"measurement cost: {100 * (1 - statistics.median(rps)):.1f}% of RPS "
-          f"(median of {len(pairs)} pairs)")
+                    proc.cpu_affinity(sorted(other_cpus))
+        print(f"{db.describe()}; both workers on CPU {worker_cpus or 'any'}\n")
+        print("| set | round | off RPS | on RPS | on / off | off CPU µs/req | on CPU µs/req |")
+        print("|---|---|---|---|---|---|---|")
+        for n in range(1, args.servers + 1):
+            with ExitStack() as stack:
+                off_server = start(db.dsn, False, Path(tmp), stack, worker_cpus, wrk_prefix)
+                on_server = start(db.dsn, True, Path(tmp), stack, worker_cpus, wrk_prefix)
+                served = 0
+                for r in range(1, args.rounds + 1):
+                    if r % 2:
+                        off = burst(off_server, args.seconds, args.connections, wrk_prefix)
+                        on = burst(on_server, args.seconds, args.connections, wrk_prefix)
+                    else:
+                        on = burst(on_server, args.seconds, args.connections, wrk_prefix)
+                        off = burst(off_server, args.seconds, args.connections, wrk_prefix)
+                    ratios.append((on[0] / off[0], on[1] / off[1]))
+                    off_cpu_us.append(off[1])
+                    served += round(on[0] * args.seconds)
+                    print(f"| {n} | {r} | {off[0]:,.0f} | {on[0]:,.0f} | {on[0] / off[0]:.3f} "
+                          f"| {off[1]:.0f} | {on[1]:.0f} |", flush=True)
+                pause(on_server, False)
+                on_server.stop()  # its final report: the switches it made
+                found = switches_per_request(on_server, served)
+                if found is not None:
+                    per_request.append(found)
+    extra_ns, slow_ns = tracer_ns_per_switch(), tracer_ns_per_switch(refresh_s=0.0)
+    rps = interval([math.log(a) for a, _ in ratios])
+    cpu = interval([math.log(b) for _, b in ratios])
+    print(f"\n{time.perf_counter() - t0:.0f} s in all; {len(ratios)} rounds; on/off RPS "
+          f"ratios {min(a for a, _ in ratios):.3f}-{max(a for a, _ in ratios):.3f}")
+    print(f"CPU per request: {100 * (cpu[0] - 1):+.1f}% (95% interval "
+          f"{100 * (cpu[1] - 1):+.1f}% to {100 * (cpu[2] - 1):+.1f}%)")
+    if per_request:
+        # Each greenlet run is entered from the hub and leaves to it: two switches.
+        switches = 2 * statistics.median(per_request)
+        cpu_ns = statistics.median(off_cpu_us) * 1000
+        hot = switches * extra_ns / cpu_ns
+        slow = SLOW_PATHS_PER_S * (slow_ns - extra_ns) / 1e9  # share of a second, at most
+        print(f"accounted: the tracer adds {extra_ns:.0f} ns to a greenlet switch, the worker "
+              f"made {switches:.1f} switches per request, which takes "
+              f"{statistics.median(off_cpu_us):.0f} µs of CPU unwatched: {100 * hot:.1f}%; "
+              f"its slow path ({slow_ns - extra_ns:.0f} ns more, at most "
+              f"{SLOW_PATHS_PER_S} a second) {100 * slow:.2f}%: "
+              f"{100 * (hot + slow):.1f}% of the worker's CPU")
+    print(f"measurement cost: {100 * (1 - rps[0]):.1f}% of RPS (95% interval "
+          f"{100 * (1 - rps[2]):.1f}% to {100 * (1 - rps[1]):.1f}%, over {len(ratios)} rounds)")
 
 
 if __name__ == "__main__":
