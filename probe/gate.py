@@ -80,8 +80,8 @@ def evaluate(result: RunResult, settings: Settings,
 def _named(settings: Settings, result: RunResult) -> set[str]:
     """The variants the checks apply to: those the user named, else every non-control one."""
     measured = {v.name for v in result.variants} | {u.name for u in result.skipped}
-    if settings.variants:
-        names = {n.strip() for n in settings.variants.split(",") if n.strip()}
+    if settings.variant_names:
+        names = set(settings.variant_names)
         missing = names - measured
         if missing:
             raise ProbeError(f"no results for variant(s) {', '.join(sorted(missing))} to check")
@@ -97,8 +97,7 @@ def _control_check(v: VariantResult) -> CheckResult:
 
 def _verdict_check(v: VariantResult, settings: Settings,
                    baseline: RunResult | None) -> CheckResult:
-    fail_on = {s.strip() for s in settings.fail_on.split(",") if s.strip()}
-    passed = v.verdict not in fail_on
+    passed = v.verdict not in settings.fail_on_verdicts
     detail = f"{v.verdict} ({_what_ran(v)})"
     before = _find(baseline, v.name) if baseline else None
     if before is not None:

@@ -40,7 +40,7 @@ from probe.bench import BenchTransport
 from probe.errors import ProbeError
 from probe.model import MatrixResult, Transition, VersionResult
 from probe.postgres import Database
-from probe.settings import Settings
+from probe.settings import Settings, comma_list
 from probe.variants import select
 
 # The variants that exercise each package, when --variants is not given. psycopg-c builds
@@ -106,7 +106,7 @@ def expand(spec: str, package: str) -> list[str]:
     """A comma list as given, or LOW..HIGH: every final release in between, both included."""
     spec = spec.strip()
     if ".." not in spec:
-        versions = [v.strip() for v in spec.split(",") if v.strip()]
+        versions = list(comma_list(spec))
         if not versions:
             raise ProbeError("--versions: give a comma list (3.1.13,3.1.14) or LOW..HIGH")
         for v in versions:

@@ -216,6 +216,15 @@ class Settings:
         return self.workers * (self.concurrency + self.pool_size + 1)
 
     @property
+    def variant_names(self) -> tuple[str, ...]:
+        """--variants as named (empty: every variant of the mode)."""
+        return () if (self.variants or "").strip() == "all" else comma_list(self.variants)
+
+    @property
+    def fail_on_verdicts(self) -> frozenset[str]:
+        return frozenset(comma_list(self.fail_on))
+
+    @property
     def repeats(self) -> int:
         return self.repeat or (3 if self.command == "gate" else 1)
 
@@ -239,7 +248,7 @@ class Settings:
             raise ProbeError(f"--baseline {self.baseline} not found")
         if self.command == "gate":
             self._validate_gate()
-            unknown = {v.strip() for v in self.fail_on.split(",") if v.strip()} - set(VERDICTS)
+            unknown = self.fail_on_verdicts - set(VERDICTS)
             if unknown:
                 raise ProbeError(f"--fail-on: unknown verdict(s) {', '.join(sorted(unknown))}; "
                                  f"known: {', '.join(VERDICTS)}")
@@ -259,7 +268,7 @@ class Settings:
             routes = [r for r in parse_limits(value, flag) if r is not None]
             if routes and self.measuring_mode == "bench" and not self.results:
                 raise ProbeError(f"{flag}: bench has no routes ({', '.join(routes)}): give MS")
-        named = {n.strip() for n in (self.variants or "").split(",") if n.strip()}
+        named = self.variant_names
         if (self.max_p99_ratio is not None and self.baseline is None and named
                 and not self.results and self.baseline_variant not in named):
             raise ProbeError(f"--max-p99-ratio compares with {self.baseline_variant}: add it "
@@ -294,6 +303,11 @@ class Settings:
             shown = dsn_mod.redact(value) if f.name == "dsn" else value
             words += [flag, str(shown)]
         return shlex.join(words)
+
+
+def comma_list(text: str | None) -> tuple[str, ...]:
+    """'a, b,,c' -> ('a', 'b', 'c'): how every list flag is written."""
+    return tuple(name.strip() for name in (text or "").split(",") if name.strip())
 
 
 def parse_limits(text: str | None, flag: str) -> dict[str | None, float]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from probe.errors import ProbeError
 from probe.model import Verdict
+from probe.settings import comma_list
 
 
 @dataclass(frozen=True)
@@ -188,10 +189,7 @@ def select(names: str | None, mode: str) -> tuple[Variant, ...]:
     if names is None or names.strip() in ("", "all"):
         return for_mode(mode)
     chosen = []
-    for raw in names.split(","):
-        name = raw.strip()
-        if not name:
-            continue
+    for name in comma_list(names):
         variant = BY_NAME.get(name)
         if variant is None:
             known = ", ".join(v.name for v in for_mode(mode))

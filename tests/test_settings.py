@@ -121,3 +121,11 @@ def test_fail_on_names_known_verdicts_only():
 def test_a_gate_table_that_is_not_a_table_is_one_line(tmp_path):
     with pytest.raises(ProbeError, match=r"\[gate\] in .* must be a table"):
         build("gate", {}, write(tmp_path, "gate = 3"))
+
+
+def test_list_flags_are_parsed_once_into_typed_values():
+    s = build("gate", {"variants": " psycopg-binary,, psycopg2-green ",
+                       "fail_on": "hub-blocking, regressed"})
+    assert s.variant_names == ("psycopg-binary", "psycopg2-green")
+    assert s.fail_on_verdicts == frozenset({"hub-blocking", "regressed"})
+    assert build("gate", {"variants": "all"}).variant_names == ()
