@@ -17,8 +17,8 @@ exact), the other two at most once per `refresh_s` (a quarter of the threshold: 
 default) and always at the end of a slice longer than that: a held slice's split on and off
 the CPU is known to within a quarter of the shortest one that counts. `precise()` reads them at
 every switch, for the probe's own queries, where a block of 0.5 ms per query must be
-measured. All of it together costs a saturated sample app under 3% of its throughput
-(benchmarks/overhead.py).
+measured. All of it adds ~1.2 µs to a switch, 0.9% of a saturated sample app's CPU
+(benchmarks/overhead.py, which also measures the whole watch end to end).
 
 Stacks: the monitor's watchdog thread samples the hub thread's stack while a slice runs past
 `sample_from_s` (probe.monitor), and hands them to `add_sample`; a held slice keeps the
