@@ -1,19 +1,22 @@
 """What measuring costs the app: the sample app's throughput with the measurement on and off.
 
     .venv/bin/python benchmarks/overhead.py [--servers 3] [--rounds 6] [--seconds 3]
+        [--env GEVENT_PROBE_...=VALUE]
 
 Two gunicorn gevent workers serve the sample app (psycopg-binary, GET /select1), one with the
 measurement on (as `run` starts it: the slice tracer on every greenlet switch, the heartbeat,
 the watchdog thread, the timed connection locks), one with it off (GEVENT_PROBE_WATCH=0,
 which leaves the agent's routes but none of that). Both live on the same core (taskset; wrk
-and PostgreSQL share the others, as a dedicated app server would), and wrk (Debian's
-package; locust's Python would take the CPU the worker needs) saturates them in turn, a few
-seconds each, in ABBA order, while the other is stopped (SIGSTOP), so that it costs nothing.
+and PostgreSQL share the others, as a dedicated app server would), and two wrk processes
+(Debian's package; locust's Python would take the CPU the workers need) saturate both at
+once, a few seconds per round.
 
-Why this shape: this VM's throughput drifts by ±15% from one minute to the next, and two
-gunicorns started one after the other differ by as much; a pair of short bursts seconds
-apart, on two servers that are both up, sees the same machine. --servers sets of fresh
-servers keep what a start changes (memory layout, hash seeds) in the figure.
+Why this shape: this VM's speed drifts by ±15% from one minute to the next, and even bursts
+a few seconds apart differ by up to 20%. Loaded at the same time on one core, the two
+workers see the same machine at every instant: each one's CPU per request (psutil) is then
+comparable, and a saturated worker's throughput is one over it, so the RPS cost is
+1 - off/on CPU per request. --servers sets of fresh servers keep what a start changes
+(memory layout, hash seeds) in the figure.
 
 The end-to-end figure can only be as fine as the machine is steady; on this VM a few
 percent. So the cost is also accounted for directly, from what the tracer adds: the extra
@@ -21,9 +24,12 @@ nanoseconds per greenlet switch (two greenlets switching 100,000 times with the 
 and on, interleaved, in this process), times the switches the watched worker made per
 request (its own count, from its final report), over the CPU a request takes without it.
 
-Printed: each round's RPS and the worker's CPU per request, then the accounted cost, and
-last the RPS cost (1 minus the geometric mean of the on/off ratios, with a 95% t-interval
-over the rounds).
+What each part costs: --env GEVENT_PROBE_WATCH_WITHOUT=watchdog,heartbeat (probe.monitor's
+PARTS: tracer, heartbeat, watchdog) leaves those parts out of the watched worker.
+
+Printed: each round's RPS and CPU per request of both workers, then the accounted cost, and
+last the RPS cost (from the geometric mean of the rounds' CPU-per-request ratios, with a 95%
+t-interval over the rounds).
 """
 
 from __future__ import annotations
@@ -33,7 +39,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -53,49 +58,36 @@ SWITCHES = 100_000
 SLOW_PATHS_PER_S = 400  # once per refresh period: a quarter of the 10 ms threshold
 
 
-def processes(server: Gunicorn) -> list[psutil.Process]:
-    if server.proc is None:  # stopped already
-        return []
-    main = psutil.Process(server.proc.pid)
-    return [main, *main.children(recursive=True)]
-
-
-def pause(server: Gunicorn, paused: bool) -> None:
-    for proc in processes(server):
-        proc.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
-
-
-def burst(server: Gunicorn, seconds: float, connections: int, wrk_prefix: list[str]) \
-        -> tuple[float, float]:
-    """(RPS, the worker's CPU µs per request) of one saturated burst."""
-    (worker,) = server.worker_pids()
-    pause(server, False)
-    try:
-        cpu0 = sum(psutil.Process(worker).cpu_times()[:2])
-        out = subprocess.run([*wrk_prefix, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s",
-                              server.url + "/select1"],
-                             capture_output=True, text=True, check=True).stdout
-        cpu1 = sum(psutil.Process(worker).cpu_times()[:2])
-    finally:
-        pause(server, True)
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return requests / seconds, (cpu1 - cpu0) * 1e6 / requests
+def together(servers: tuple[Gunicorn, Gunicorn], seconds: float, connections: int,
+             wrk_prefix: list[str]) -> list[tuple[float, float]]:
+    """(RPS, the worker's CPU µs per request) of each server, both saturated at once."""
+    workers = [psutil.Process(server.worker_pids()[0]) for server in servers]
+    cpu0 = [sum(w.cpu_times()[:2]) for w in workers]
+    runs = [subprocess.Popen([*wrk_prefix, "wrk", "-t1", f"-c{connections}",
+                              f"-d{seconds:g}s", server.url + "/select1"],
+                             stdout=subprocess.PIPE, text=True) for server in servers]
+    outs = [run.communicate()[0] for run in runs]
+    cpu1 = [sum(w.cpu_times()[:2]) for w in workers]
+    found = []
+    for out, before, after in zip(outs, cpu0, cpu1, strict=True):
+        requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+        found.append((requests / seconds, (after - before) * 1e6 / requests))
+    return found
 
 
 def start(dsn: str, watch: bool, workdir: Path, stack: ExitStack, cpus: set[int] | None,
-          wrk_prefix: list[str]) -> Gunicorn:
-    env = {"GEVENT_PROBE_VARIANT": "psycopg-binary", "GEVENT_PROBE_DSN": dsn,
+          wrk_prefix: list[str], extra_env: dict[str, str]) -> Gunicorn:
+    env = {"GEVENT_PROBE_VARIANT": "psycopg-binary", "GEVENT_PROBE_DSN": dsn, **extra_env,
            "GEVENT_PROBE_WATCH": "1" if watch else "0"}
     server = stack.enter_context(Gunicorn(app=SAMPLE_APP, env=env,
                                           stats_dir=workdir / f"w{time.monotonic_ns()}"))
-    stack.callback(pause, server, False)  # a stopped gunicorn would not hear SIGTERM
     if cpus is not None:
-        for proc in processes(server):
+        main = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
+        for proc in [main, *main.children(recursive=True)]:
             proc.cpu_affinity(sorted(cpus))
     get(server.url + "/_probe/reset")  # the pool opened, as before a real load
     subprocess.run([*wrk_prefix, "wrk", "-t1", "-c10", "-d1s", server.url + "/select1"],
                    capture_output=True, check=True)  # warm
-    pause(server, True)
     return server
 
 
@@ -154,12 +146,15 @@ def interval(logs: list[float]) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--servers", type=int, default=3, help="sets of fresh servers")
-    parser.add_argument("--rounds", type=int, default=6, help="ABBA rounds per set")
-    parser.add_argument("--seconds", type=float, default=3.0, help="per burst")
-    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=6, help="rounds per set")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per round")
+    parser.add_argument("--connections", type=int, default=50, help="per server")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="for both workers, e.g. GEVENT_PROBE_BLOCK_THRESHOLD_MS=100")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("benchmarks/overhead.py needs wrk (apt-get install wrk)")
+    extra_env = dict(item.split("=", 1) for item in args.env)
     cores = sorted(os.sched_getaffinity(0))
     split = len(cores) >= 2 and shutil.which("taskset")
     worker_cpus, other_cpus = ({cores[-1]}, set(cores[:-1])) if split else (None, None)
@@ -168,6 +163,7 @@ def main() -> None:
     ratios: list[tuple[float, float]] = []
     off_cpu_us: list[float] = []
     per_request: list[float] = []
+    busy_s: list[float] = []
     t0 = time.perf_counter()
     with database(None) as db, tempfile.TemporaryDirectory() as tmp:
         if other_cpus is not None:
@@ -179,31 +175,29 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         for n in range(1, args.servers + 1):
             with ExitStack() as stack:
-                off_server = start(db.dsn, False, Path(tmp), stack, worker_cpus, wrk_prefix)
-                on_server = start(db.dsn, True, Path(tmp), stack, worker_cpus, wrk_prefix)
+                off_server = start(db.dsn, False, Path(tmp), stack, worker_cpus, wrk_prefix,
+                                   extra_env)
+                on_server = start(db.dsn, True, Path(tmp), stack, worker_cpus, wrk_prefix,
+                                  extra_env)
                 served = 0
                 for r in range(1, args.rounds + 1):
-                    if r % 2:
-                        off = burst(off_server, args.seconds, args.connections, wrk_prefix)
-                        on = burst(on_server, args.seconds, args.connections, wrk_prefix)
-                    else:
-                        on = burst(on_server, args.seconds, args.connections, wrk_prefix)
-                        off = burst(off_server, args.seconds, args.connections, wrk_prefix)
+                    off, on = together((off_server, on_server), args.seconds,
+                                       args.connections, wrk_prefix)
                     ratios.append((on[0] / off[0], on[1] / off[1]))
                     off_cpu_us.append(off[1])
+                    busy_s.append(on[0] * on[1] / 1e6)
                     served += round(on[0] * args.seconds)
                     print(f"| {n} | {r} | {off[0]:,.0f} | {on[0]:,.0f} | {on[0] / off[0]:.3f} "
                           f"| {off[1]:.0f} | {on[1]:.0f} |", flush=True)
-                pause(on_server, False)
                 on_server.stop()  # its final report: the switches it made
                 found = switches_per_request(on_server, served)
                 if found is not None:
                     per_request.append(found)
     extra_ns, slow_ns = tracer_ns_per_switch(), tracer_ns_per_switch(refresh_s=0.0)
-    rps = interval([math.log(a) for a, _ in ratios])
     cpu = interval([math.log(b) for _, b in ratios])
-    print(f"\n{time.perf_counter() - t0:.0f} s in all; {len(ratios)} rounds; on/off RPS "
-          f"ratios {min(a for a, _ in ratios):.3f}-{max(a for a, _ in ratios):.3f}")
+    print(f"\n{time.perf_counter() - t0:.0f} s in all; {len(ratios)} rounds; on/off CPU per "
+          f"request {min(b for _, b in ratios):.3f}-{max(b for _, b in ratios):.3f}, RPS "
+          f"{min(a for a, _ in ratios):.3f}-{max(a for a, _ in ratios):.3f} (the core's share)")
     print(f"CPU per request: {100 * (cpu[0] - 1):+.1f}% (95% interval "
           f"{100 * (cpu[1] - 1):+.1f}% to {100 * (cpu[2] - 1):+.1f}%)")
     if per_request:
@@ -211,15 +205,18 @@ def main() -> None:
         switches = 2 * statistics.median(per_request)
         cpu_ns = statistics.median(off_cpu_us) * 1000
         hot = switches * extra_ns / cpu_ns
-        slow = SLOW_PATHS_PER_S * (slow_ns - extra_ns) / 1e9  # share of a second, at most
+        busy = statistics.median(busy_s)  # the watched worker's CPU seconds per second
+        slow = SLOW_PATHS_PER_S * (slow_ns - extra_ns) / 1e9 / busy  # at most
         print(f"accounted: the tracer adds {extra_ns:.0f} ns to a greenlet switch, the worker "
               f"made {switches:.1f} switches per request, which takes "
               f"{statistics.median(off_cpu_us):.0f} µs of CPU unwatched: {100 * hot:.1f}%; "
               f"its slow path ({slow_ns - extra_ns:.0f} ns more, at most "
               f"{SLOW_PATHS_PER_S} a second) {100 * slow:.2f}%: "
               f"{100 * (hot + slow):.1f}% of the worker's CPU")
-    print(f"measurement cost: {100 * (1 - rps[0]):.1f}% of RPS (95% interval "
-          f"{100 * (1 - rps[2]):.1f}% to {100 * (1 - rps[1]):.1f}%, over {len(ratios)} rounds)")
+    # Saturated, a worker serves one request per CPU-per-request: RPS scales as its inverse.
+    print(f"measurement cost: {100 * (1 - 1 / cpu[0]):.1f}% of RPS (95% interval "
+          f"{100 * (1 - 1 / cpu[1]):.1f}% to {100 * (1 - 1 / cpu[2]):.1f}%, over "
+          f"{len(ratios)} rounds)")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from probe.measure import MAX_MESSAGES, ProbeJob, first_line, probe
 from probe.model import AgentReport, Deadlock, LoadReport, to_dict
 from probe.monitor import DEADLOCK_AFTER_S, LoopMonitor
 from probe.results import write_text
+from probe.settings import comma_list
 from probe.variants import BY_NAME
 
 PREFIX = "/_probe"
@@ -77,7 +78,7 @@ class Agent:
         # watched, so that the cost of watching can be measured.
         self.watching = os.environ.get(protocol.WATCH, "1") != "0"
         if self.watching:
-            self.monitor.start()
+            self.monitor.start(without=comma_list(os.environ.get(protocol.WATCH_WITHOUT)))
             self.monitor.on_deadlock = self._deadlocked
         _on_driver_import(self)
         self.reset()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import gc
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import gevent
@@ -43,6 +43,7 @@ from probe.slices import SliceTracer, format_stack, in_loop_poll, sample_stack, 
 
 MAX_EVENTS = 2000  # stall events kept for the timeline (the counts stay exact beyond)
 MAX_SECONDS = 3700
+PARTS = ("tracer", "heartbeat", "watchdog")
 RESAMPLE_S = 0.005  # a slice still running is sampled again this often (up to MAX_SAMPLES)
 # The heartbeat's period. Its lateness is measured to the microsecond whatever the period;
 # the period sets how often it looks (a stall can be under-reported by up to one period) and
@@ -68,7 +69,12 @@ class LoopMonitor:
         self.interval_s = interval_s
         self.threshold_s = threshold_s
         # Stacks are sampled from half the threshold on: a slice that ends up held was
-        # sampled while it ran, early enough to see where it began (a connect, a query).
+        # sampled while it ran, early enough to see where it began (a connect, a query). Not
+        # later: the watchdog needs the GIL, which a computing hub gives up only after the
+        # switch interval (5 ms), so sampled from the threshold a 15 ms loop ends unseen. The
+        # price is paid where a core is shared with another busy process: slices of 5-10 ms
+        # (preempted mid-request) wake it often, 11-16% of a saturated sample app's
+        # throughput there against 4-6% sampled from the threshold (benchmarks/overhead.py).
         self.sample_from_s = sample_from_s if sample_from_s is not None else threshold_s / 2
         self._hub_ident = _get_ident()
         self._hub_tid = _get_native_id()  # the kernel's name for the hub's thread (its wchan)
@@ -85,16 +91,22 @@ class LoopMonitor:
         self._running = False
         self.reset()
 
-    def start(self) -> LoopMonitor:
+    def start(self, without: Collection[str] = ()) -> LoopMonitor:
+        """`without`: PARTS left out, only to measure what each one costs."""
         self._running = True
         self.tracer.alarm, self.tracer.alarm_after_s = self.alarm, self.sample_from_s
         self.alarm.arm(self.sample_from_s)  # the run going on now is watched too
-        self.tracer.start()
+        if "tracer" not in without:
+            self.tracer.start()
         self._timer = gevent.get_hub().loop.timer(self.interval_s, self.interval_s)
         self._beat_at = time.perf_counter()
         self._clocks = self.tracer.clocks()
-        self._timer.start(self._beat)
-        _start_thread(self._watch, ())
+        if "heartbeat" not in without:
+            self._timer.start(self._beat)
+        if "watchdog" in without:
+            self.alarm.close()  # nobody would wait on it
+        else:
+            _start_thread(self._watch, ())
         gevent.sleep(0)  # let the loop run once: a block right after counts
         return self
 

@@ -32,6 +32,9 @@ COMPUTE_MS = "GEVENT_PROBE_COMPUTE_MS"  # the compute control's work per request
 DEADLOCK_AFTER_S = "GEVENT_PROBE_DEADLOCK_AFTER_S"  # no progress this long, work pending
 STATS_DIR = "GEVENT_PROBE_STATS_DIR"  # where each worker leaves worker-<pid>.json at exit
 WATCH = "GEVENT_PROBE_WATCH"  # "0": answer, watch nothing (benchmarks/overhead.py only)
+# Parts of the watch left out, a comma list of probe.monitor.PARTS (benchmarks/overhead.py
+# only: what each part costs)
+WATCH_WITHOUT = "GEVENT_PROBE_WATCH_WITHOUT"
 
 # -- gunicorn's master (apps/gunicorn_conf.py) ------------------------------------------------
 HOME = "GEVENT_PROBE_HOME"  # the folder the tool's package is imported from (never shadowed)

@@ -181,3 +181,18 @@ def test_a_blocking_hub_callback_is_held_and_an_idle_poll_is_not():
     assert slices.held.get("blocked") == 1, slices.held
     (held,) = [h for h in slices.longest if h.kind == "blocked"]
     assert held.hub and held.off_cpu_ms >= 40
+
+
+def test_parts_left_out_to_measure_their_cost_are_not_running():
+    import os
+
+    from probe.monitor import PARTS
+
+    before = len(os.listdir("/proc/self/fd"))
+    m = LoopMonitor(interval_s=0.001, threshold_s=0.01).start(without=PARTS)
+    blocking_sleep(0.03)
+    gevent.sleep(0.01)
+    report = m.report()
+    m.stop()
+    assert report.slices.count == 0 and report.stalls == 0 and report.lag_hdr
+    assert len(os.listdir("/proc/self/fd")) <= before + 1  # the watchdog's alarm closed
