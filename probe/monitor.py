@@ -71,10 +71,7 @@ class LoopMonitor:
         # Stacks are sampled from half the threshold on: a slice that ends up held was
         # sampled while it ran, early enough to see where it began (a connect, a query). Not
         # later: the watchdog needs the GIL, which a computing hub gives up only after the
-        # switch interval (5 ms), so sampled from the threshold a 15 ms loop ends unseen. The
-        # price is paid where a core is shared with another busy process: slices of 5-10 ms
-        # (preempted mid-request) wake it often, 11-16% of a saturated sample app's
-        # throughput there against 4-6% sampled from the threshold (benchmarks/overhead.py).
+        # switch interval (5 ms), so sampled from the threshold a 15 ms loop ends unseen.
         self.sample_from_s = sample_from_s if sample_from_s is not None else threshold_s / 2
         self._hub_ident = _get_ident()
         self._hub_tid = _get_native_id()  # the kernel's name for the hub's thread (its wchan)

@@ -192,7 +192,12 @@ class SliceTracer:
         self._read_at, self._cpu, self._runq = now, cpu, runq
         self._gc_count = gc.get_count()
         if self.alarm is not None:
-            self.alarm.arm(self.alarm_after_s)
+            # Up to a refresh period may pass before the next slow path re-arms it, so the
+            # slice running then may be that much younger: armed for less, the alarm would
+            # wake the watchdog early, for nothing, and each wake takes the GIL from the hub
+            # (where a core is shared, preemptions made that 9% of a saturated app's
+            # throughput: benchmarks/overhead.py).
+            self.alarm.arm(self.alarm_after_s + self._refresh_ns / 1e9)
 
     def _add_busy(self, now: int) -> None:
         """Busy time per Unix second, for the load window of `run`: what the greenlets ran
