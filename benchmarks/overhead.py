@@ -18,18 +18,11 @@ comparable, and a saturated worker's throughput is one over it, so the RPS cost 
 1 - off/on CPU per request. --servers sets of fresh servers keep what a start changes
 (memory layout, hash seeds) in the figure.
 
-The end-to-end figure can only be as fine as the machine is steady; on this VM a few
-percent. So the cost is also accounted for directly, from what the tracer adds: the extra
-nanoseconds per greenlet switch (two greenlets switching 100,000 times with the tracer off
-and on, interleaved, in this process), times the switches the watched worker made per
-request (its own count, from its final report), over the CPU a request takes without it.
-
 What each part costs: --env GEVENT_PROBE_WATCH_WITHOUT=watchdog,heartbeat (probe.monitor's
 PARTS: tracer, heartbeat, watchdog) leaves those parts out of the watched worker.
 
-Printed: each round's RPS and CPU per request of both workers, then the accounted cost, and
-last the RPS cost (from the geometric mean of the rounds' CPU-per-request ratios, with a 95%
-t-interval over the rounds).
+Printed: each round's RPS and CPU per request of both workers, and last the RPS cost (from
+the geometric mean of the rounds' CPU-per-request ratios, with a 95% t-interval over them).
 """
 
 from __future__ import annotations
@@ -46,16 +39,11 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import greenlet
 import psutil
 from scipy import stats as scistats
 
 from probe.postgres import database
 from probe.server import SAMPLE_APP, Gunicorn, get
-from probe.slices import SliceTracer
-
-SWITCHES = 100_000
-SLOW_PATHS_PER_S = 400  # once per refresh period: a quarter of the 10 ms threshold
 
 
 def together(servers: tuple[Gunicorn, Gunicorn], seconds: float, connections: int,
@@ -91,51 +79,6 @@ def start(dsn: str, watch: bool, workdir: Path, stack: ExitStack, cpus: set[int]
     return server
 
 
-def switch_ns(switches: int = SWITCHES) -> float:
-    """Nanoseconds per greenlet switch, two greenlets passing control back and forth."""
-    def ping() -> None:
-        for _ in range(switches // 2):
-            pong.switch()
-
-    def answer() -> None:
-        while True:
-            main.switch()
-
-    main, pong = greenlet.greenlet(ping), greenlet.greenlet(answer)
-    t0 = time.perf_counter_ns()
-    main.switch()
-    return (time.perf_counter_ns() - t0) / switches
-
-
-def tracer_ns_per_switch(refresh_s: float | None = None, rounds: int = 10) -> float:
-    """What the slice tracer adds to a switch: the median of interleaved off/on differences.
-    refresh_s=0: the slow path (the thread's clocks read) at every switch."""
-    import gevent
-
-    gevent.get_hub()  # the tracer watches this thread's hub
-    tracer = SliceTracer(0.01, refresh_s)
-    extra = []
-    for _ in range(rounds):
-        off = switch_ns()
-        tracer.start()
-        try:
-            on = switch_ns()
-        finally:
-            tracer.stop()
-        extra.append(on - off)
-    return statistics.median(extra)
-
-
-def switches_per_request(server: Gunicorn, wrk_requests: int) -> float | None:
-    """From the watched worker's final report (after `stop`): switches over requests."""
-    for report in server.final_reports():
-        slices = report["monitor"].get("slices") or {}
-        served = sum(report.get("requests", {}).values()) or wrk_requests
-        if slices.get("count") and served:
-            return float(slices["count"]) / served
-    return None
-
-
 def interval(logs: list[float]) -> tuple[float, float, float]:
     mean = statistics.fmean(logs)
     half = (float(scistats.t.ppf(0.975, len(logs) - 1)) * statistics.stdev(logs)
@@ -161,9 +104,6 @@ def main() -> None:
     wrk_prefix = ["taskset", "-c", ",".join(map(str, sorted(other_cpus)))] if other_cpus \
         else []
     ratios: list[tuple[float, float]] = []
-    off_cpu_us: list[float] = []
-    per_request: list[float] = []
-    busy_s: list[float] = []
     t0 = time.perf_counter()
     with database(None) as db, tempfile.TemporaryDirectory() as tmp:
         if other_cpus is not None:
@@ -179,40 +119,18 @@ def main() -> None:
                                    extra_env)
                 on_server = start(db.dsn, True, Path(tmp), stack, worker_cpus, wrk_prefix,
                                   extra_env)
-                served = 0
                 for r in range(1, args.rounds + 1):
                     off, on = together((off_server, on_server), args.seconds,
                                        args.connections, wrk_prefix)
                     ratios.append((on[0] / off[0], on[1] / off[1]))
-                    off_cpu_us.append(off[1])
-                    busy_s.append(on[0] * on[1] / 1e6)
-                    served += round(on[0] * args.seconds)
                     print(f"| {n} | {r} | {off[0]:,.0f} | {on[0]:,.0f} | {on[0] / off[0]:.3f} "
                           f"| {off[1]:.0f} | {on[1]:.0f} |", flush=True)
-                on_server.stop()  # its final report: the switches it made
-                found = switches_per_request(on_server, served)
-                if found is not None:
-                    per_request.append(found)
-    extra_ns, slow_ns = tracer_ns_per_switch(), tracer_ns_per_switch(refresh_s=0.0)
     cpu = interval([math.log(b) for _, b in ratios])
     print(f"\n{time.perf_counter() - t0:.0f} s in all; {len(ratios)} rounds; on/off CPU per "
           f"request {min(b for _, b in ratios):.3f}-{max(b for _, b in ratios):.3f}, RPS "
           f"{min(a for a, _ in ratios):.3f}-{max(a for a, _ in ratios):.3f} (the core's share)")
     print(f"CPU per request: {100 * (cpu[0] - 1):+.1f}% (95% interval "
           f"{100 * (cpu[1] - 1):+.1f}% to {100 * (cpu[2] - 1):+.1f}%)")
-    if per_request:
-        # Each greenlet run is entered from the hub and leaves to it: two switches.
-        switches = 2 * statistics.median(per_request)
-        cpu_ns = statistics.median(off_cpu_us) * 1000
-        hot = switches * extra_ns / cpu_ns
-        busy = statistics.median(busy_s)  # the watched worker's CPU seconds per second
-        slow = SLOW_PATHS_PER_S * (slow_ns - extra_ns) / 1e9 / busy  # at most
-        print(f"accounted: the tracer adds {extra_ns:.0f} ns to a greenlet switch, the worker "
-              f"made {switches:.1f} switches per request, which takes "
-              f"{statistics.median(off_cpu_us):.0f} µs of CPU unwatched: {100 * hot:.1f}%; "
-              f"its slow path ({slow_ns - extra_ns:.0f} ns more, at most "
-              f"{SLOW_PATHS_PER_S} a second) {100 * slow:.2f}%: "
-              f"{100 * (hot + slow):.1f}% of the worker's CPU")
     # Saturated, a worker serves one request per CPU-per-request: RPS scales as its inverse.
     print(f"measurement cost: {100 * (1 - 1 / cpu[0]):.1f}% of RPS (95% interval "
           f"{100 * (1 - 1 / cpu[1]):.1f}% to {100 * (1 - 1 / cpu[2]):.1f}%, over "
