@@ -228,12 +228,13 @@ def _run_result(result: Any, path: Path) -> Any:
 def _ci_outputs(outcome: Any, settings: Any) -> None:
     import os
 
-    from probe import gate, results
+    from probe import baseline, gate, results
 
     if settings.junit:
         results.write_text(settings.junit, gate.junit(outcome))
     if settings.save_baseline:
-        results.write(outcome.result, settings.save_baseline)
+        _, held = baseline.save(outcome.result, settings.save_baseline, settings.baseline_runs)
+        print(held)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         try:

@@ -16,16 +16,25 @@ otherwise the comparison is `undecided`, and the message says which of the two r
 so. `resolution` is the ratio these repeats can tell from no change at all (the interval's
 half-width): a limit finer than that can never be decided on this machine, and the gate says
 so once, with the repeats it would take.
+
+A baseline that keeps several runs (probe.baseline) carries what one run cannot: the noise
+between runs, a quiet or busy quarter of an hour that moves every repeat of a run alike.
+From MIN_RUNS runs on, the run is the unit: each run's mean log p99 is one draw, and the
+interval of this run's ratio is the 95% prediction interval of a new draw from those,
+t(k-1) * sd * sqrt(1 + 1/k) around their mean, which holds a run from a lucky or an unlucky
+minute alike.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from probe import stats
+from probe.baseline import MIN_RUNS
 
 CONFIDENCE = 0.95
 MIN_SAMPLES = 100  # latencies a repeat needs for its p99 to mean something
@@ -51,22 +60,31 @@ class P99Comparison:
     repeats: tuple[int, int]  # (current, reference) repeats with enough samples
     reference_ms: tuple[float, ...]  # the reference's p99 per repeat: its own spread
     reason: str
+    runs: int = 1  # runs of the reference the interval is from (1: its repeats are the unit)
 
 
-def repeat_p99s(encoded: Sequence[str]) -> list[float]:
-    """The p99 (ms) of each repeat that recorded enough latencies."""
+def repeat_p99s(encoded: Sequence[str], runs: Sequence[str] = ()) -> list[tuple[float, str]]:
+    """(p99 ms, run) of each repeat that recorded enough latencies."""
     out = []
-    for item in encoded:
+    for item, run in itertools.zip_longest(encoded, runs[:len(encoded)], fillvalue=""):
         summary = stats.summarize_encoded(item)
         if summary.count >= MIN_SAMPLES and summary.p99 > 0:
-            out.append(summary.p99)
+            out.append((summary.p99, run))
     return out
 
 
-def compare_p99(current: Sequence[str], reference: Sequence[str],
-                limit: float) -> P99Comparison:
-    """`current` and `reference`: one encoded histogram per repeat."""
-    now, then = repeat_p99s(current), repeat_p99s(reference)
+def compare_p99(current: Sequence[str], reference: Sequence[str], limit: float,
+                reference_runs: Sequence[str] = ()) -> P99Comparison:
+    """`current` and `reference`: one encoded histogram per repeat; `reference_runs`: the
+    run each reference repeat came from, when the baseline keeps several."""
+    now = [p for p, _ in repeat_p99s(current)]
+    found = repeat_p99s(reference, reference_runs)
+    then = [p for p, _ in found]
+    runs: dict[str, list[float]] = {}
+    for p99, run in found:
+        runs.setdefault(run, []).append(math.log(p99))
+    if now and len(runs) >= MIN_RUNS:
+        return _between_runs(now, then, [statistics.fmean(x) for x in runs.values()], limit)
     counts = (len(now), len(then))
     if not now or not then or len(now) + len(then) < 3:
         empty = Interval(0.0, 0.0, 0.0)
@@ -82,6 +100,23 @@ def compare_p99(current: Sequence[str], reference: Sequence[str],
     centre = math.exp(statistics.fmean(log_then))
     per_repeat = tuple(round(x / centre, 3) for x in now)
     return _decide(interval, per_repeat, limit, math.exp(half), counts, tuple(then))
+
+
+def _between_runs(now: list[float], then: list[float], run_means: list[float],
+                  limit: float) -> P99Comparison:
+    """This run's mean log p99 against the runs of the baseline, as one more run: the 95%
+    prediction interval of a new run's mean from k earlier ones."""
+    from scipy import stats as scistats  # only for a gate that compares
+
+    k = len(run_means)
+    centre = statistics.fmean(run_means)
+    diff = statistics.fmean(math.log(x) for x in now) - centre
+    half = (float(scistats.t.ppf(0.5 + CONFIDENCE / 2, k - 1))
+            * statistics.stdev(run_means) * math.sqrt(1 + 1 / k))
+    interval = Interval(math.exp(diff), math.exp(diff - half), math.exp(diff + half))
+    per_repeat = tuple(round(x / math.exp(centre), 3) for x in now)
+    return _decide(interval, per_repeat, limit, math.exp(half), (len(now), len(then)),
+                   tuple(then), runs=k)
 
 
 def _half_width(a: list[float], b: list[float]) -> float:
@@ -105,13 +140,16 @@ def _half_width(a: list[float], b: list[float]) -> float:
 
 
 def _decide(ratio: Interval, per_repeat: tuple[float, ...], limit: float, resolution: float,
-            counts: tuple[int, int], reference: tuple[float, ...]) -> P99Comparison:
+            counts: tuple[int, int], reference: tuple[float, ...],
+            runs: int = 1) -> P99Comparison:
+    over = (f"{counts[0]} repeats against {runs} runs of the baseline" if runs > 1 else
+            f"{counts[0]} + {counts[1]} repeats")
     shown = (f"p99 {ratio.value:.2f}x ({100 * CONFIDENCE:.0f}% interval {ratio.low:.2f}-"
-             f"{ratio.high:.2f}x over {counts[0]} + {counts[1]} repeats)")
+             f"{ratio.high:.2f}x over {over})")
 
     def outcome(name: str, reason: str) -> P99Comparison:
         return P99Comparison(name, ratio, per_repeat, limit, resolution, counts, reference,
-                             f"{shown} {reason}")
+                             f"{shown} {reason}", runs)
 
     if ratio.high <= limit:
         return outcome("pass", f"within {limit:g}x")
@@ -123,6 +161,10 @@ def _decide(ratio: Interval, per_repeat: tuple[float, ...], limit: float, resolu
         return outcome("undecided", f"lies above {limit:g}x, but repeat(s) "
                                     f"{', '.join(map(str, below))} did not "
                                     f"({', '.join(f'{per_repeat[i - 1]:.2f}x' for i in below)})")
+    if runs > 1:
+        return outcome("undecided", f"straddles {limit:g}x: the baseline's runs differ by "
+                                    f"up to {resolution:.2f}x at {100 * CONFIDENCE:.0f}%, "
+                                    "more than this change")
     return outcome("undecided", f"straddles {limit:g}x: {needed(ratio, limit, counts)}")
 
 

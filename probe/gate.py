@@ -70,7 +70,7 @@ def evaluate(result: RunResult, settings: Settings,
                            f"(install: {u.hint})") for u in result.skipped if u.name in named]
     judged = dataclasses.replace(result, variants=tuple(variants), checks=tuple(checks))
     failures = tuple(f"{c.variant}: {c.check}: {c.detail}" for c in checks if not c.passed)
-    notes = (*environment_notes(result, baseline),
+    notes = (*environment_notes(result, baseline), *runs_notes(baseline),
              *resolution_notes(compared, settings.max_p99_ratio or DEFAULT_RATIO,
                                settings.on_undecided))
     code = EXIT_USAGE if not result.trusted else EXIT_FAILED if failures else EXIT_OK
@@ -184,8 +184,9 @@ def _compared(v: VariantResult, result: RunResult, settings: Settings,
         raise ProbeError(f"{v.name} and {against} recorded no latency in common to compare")
     from probe import compare  # scipy: only for a gate that compares
 
+    runs = [r.run_id for r in reference.repeats]
     found = tuple((_latency_name(key), compare.compare_p99(
-        _per_repeat(v, key), _per_repeat(reference, key), limit)) for key in keys)
+        _per_repeat(v, key), _per_repeat(reference, key), limit, runs)) for key in keys)
     checks = tuple(CheckResult(
         v.name, "p99-ratio" if result.mode == "bench" else f"p99-ratio:{what}",
         c.outcome == "pass" or (c.outcome == "undecided" and settings.on_undecided == "pass"),
@@ -218,15 +219,18 @@ def resolution_notes(compared: Sequence[Compared], limit: float,
     spread = (f"{min(worst.reference_ms):.2f}-{max(worst.reference_ms):.2f} ms over its "
               f"{len(worst.reference_ms)} repeats")
     needed = compare.repeats_to_resolve(worst.resolution, min(worst.repeats), limit)
-    more = (f"; about {needed} repeats a side would resolve {limit:g}x"
+    more = ("; the noise between runs does not shrink with more of them: a quieter machine, "
+            "or a wider limit, would" if worst.runs > 1 else
+            f"; about {needed} repeats a side would resolve {limit:g}x"
             if needed and needed <= compare.MAX_REPEATS_SUGGESTED else
             "; a quieter machine, or a wider limit, would")
+    unit = f"{worst.runs} runs of the baseline" if worst.runs > 1 else "these repeats"
     undecided = sum(cmp.outcome == "undecided" for _, _, cmp in coarse)
     then = "pass" if on_undecided == "pass" else "fail (--on-undecided fail)"
     outcome = (f"{undecided} comparison(s) stayed undecided, which {then}" if undecided else
                "a comparison passes only well below it")
-    return [f"The p99 ratio limit {limit:g}x is finer than this machine resolves with these "
-            f"repeats: about {worst.resolution:.2f}x either way ({name} {what}: the reference's "
+    return [f"The p99 ratio limit {limit:g}x is finer than this machine resolves with {unit}: "
+            f"about {worst.resolution:.2f}x either way ({name} {what}: the reference's "
             f"p99 ranged {spread}), so {outcome}; a slowdown shows as regressed only past "
             f"about {limit * worst.resolution:.2f}x{more}."]
 
@@ -255,6 +259,21 @@ def _per_repeat(v: VariantResult, key: str) -> list[str]:
 
 def _find(result: RunResult | None, name: str) -> VariantResult | None:
     return next((v for v in result.variants if v.name == name), None) if result else None
+
+
+def runs_notes(baseline: RunResult | None) -> tuple[str, ...]:
+    """Once per gate: a baseline of fewer runs than the noise between runs needs."""
+    from probe.baseline import MIN_RUNS, runs_of
+
+    if baseline is None:
+        return ()
+    held = max((len(runs_of(v.repeats)) for v in baseline.variants), default=0)
+    if held >= MIN_RUNS:
+        return ()
+    return (f"The baseline holds {held} run(s): the comparison sees the noise between the "
+            "repeats of one run, not between runs (a quiet or busy minute moves a whole run); "
+            f"from {MIN_RUNS} runs it does. Each --save-baseline onto the same file adds a "
+            "run (--baseline-runs, default 5): save it on every build of main.",)
 
 
 def environment_notes(result: RunResult, baseline: RunResult | None) -> tuple[str, ...]:

@@ -390,6 +390,7 @@ class Repeat:
     serialization_ratio: float
     histograms: dict[str, str]  # "db", and "http:<route>" in run
     started: str = ""
+    run_id: str = ""  # the run that measured it: a baseline keeps the repeats of several runs
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,11 @@ class Settings:
                                  ("gate",), metavar="FILE")
     save_baseline: Path | None = _opt(None, "gate: save this run as a baseline file",
                                       ("gate",), metavar="FILE")
+    baseline_runs: int = _opt(5, "gate: with --save-baseline onto a baseline of the same "
+                              "mode, keep the repeats of this many runs, this one and the "
+                              "latest before it, so that comparisons see the noise between "
+                              "runs (default 5; 1 replaces the file)", ("gate",), low=1,
+                              high=100, metavar="N")
     on_undecided: str = _opt("pass", "gate: a p99 ratio the noise between runs leaves "
                              "undecided passes (default: unchanged code must pass on a noisy "
                              "runner) or fails", ("gate",), choices=("pass", "fail"))

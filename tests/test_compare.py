@@ -77,3 +77,39 @@ def test_how_many_repeats_would_resolve_a_limit():
     # an interval narrows as the square root of the repeats
     assert compare.repeats_to_resolve(1.9, 3, 1.2) == 38
     assert compare.repeats_to_resolve(1.1, 3, 1.2) == 1  # already fine enough
+
+
+def runs_of(*means: float, seed: int = 5) -> tuple[list[str], list[str]]:
+    """A baseline of several runs, three repeats each around each run's own scale: the
+    minute a run happened to meet moves all of its repeats alike."""
+    encoded, runs = [], []
+    for n, mean in enumerate(means):
+        encoded += repeats(mean * 0.97, mean, mean * 1.03, seed=seed + n)
+        runs += [f"run-{n}"] * 3
+    return encoded, runs
+
+
+def test_a_lucky_baseline_run_no_longer_fails_unchanged_code():
+    # One tight, quick run as the baseline: an ordinary run 1.5x slower, just as tight,
+    # reads as a regression when the repeats of one run are the unit...
+    lucky = repeats(0.98, 1.0, 1.02, seed=3)
+    ordinary = repeats(1.47, 1.5, 1.53, seed=2)
+    assert compare.compare_p99(ordinary, lucky, limit=1.2).outcome == "regressed"
+    # ...but not against a baseline of runs that met quiet and busy minutes alike.
+    encoded, runs = runs_of(1.0, 1.6, 1.2, 0.9, 1.4)
+    result = compare.compare_p99(ordinary, encoded, 1.2, runs)
+    assert result.runs == 5 and result.outcome != "regressed", result.reason
+    assert "5 runs of the baseline" in result.reason
+
+
+def test_a_slowdown_beyond_the_noise_between_runs_is_still_regressed():
+    encoded, runs = runs_of(1.0, 1.15, 0.9, 1.05, 0.95)
+    result = compare.compare_p99(repeats(3.0, 3.1, 2.9, seed=9), encoded, 1.2, runs)
+    assert result.outcome == "regressed", result.reason
+    assert result.ratio.low > 1.2 and 2.5 < result.ratio.value < 3.5
+
+
+def test_fewer_runs_than_needed_keep_the_repeats_as_the_unit():
+    encoded, runs = runs_of(1.0, 1.1)
+    result = compare.compare_p99(repeats(1.0, 1.02, 0.98, seed=2), encoded, 1.2, runs)
+    assert result.runs == 1 and result.repeats == (3, 6)

@@ -123,7 +123,23 @@ def test_a_slowdown_beyond_the_noise_is_regressed_with_its_size():
     (v,) = outcome.result.variants
     assert v.verdict == "regressed" and "every one of the 3 repeats" in v.evidence[0]
     assert "3.0" in v.evidence[0] or "3.1" in v.evidence[0]  # its size
-    assert not outcome.notes  # these repeats resolve 1.2x: nothing to warn about
+    # These repeats resolve 1.2x: nothing to warn about, but that the baseline is one run.
+    (note,) = outcome.notes
+    assert "The baseline holds 1 run(s)" in note and "--baseline-runs" in note
+
+
+def test_a_baseline_of_runs_compares_run_to_run_and_says_nothing_of_it():
+    runs = [with_repeats(variant("psycopg-binary"), *scales) for scales in
+            ((1.0, 1.02, 0.98), (1.5, 1.45, 1.55), (1.2, 1.25, 1.15), (0.9, 0.92, 0.88))]
+    repeats = tuple(dataclasses.replace(r, run_id=f"bench-{n}")
+                    for n, v in enumerate(runs) for r in v.repeats)
+    baseline = run_of(dataclasses.replace(runs[0], repeats=repeats))
+    now = run_of(with_repeats(variant("psycopg-binary"), 1.5, 1.52, 1.48))
+    outcome = gate.evaluate(now, build("gate", {}), baseline)
+    assert outcome.exit_code == EXIT_OK, outcome.failures
+    (check,) = [c for c in outcome.result.checks if c.check == "p99-ratio"]
+    assert "against 4 runs of the baseline" in check.detail
+    assert not [n for n in outcome.notes if "holds" in n]
 
 
 def test_a_comparison_that_cannot_mean_anything_is_an_error_not_a_pass():
