@@ -1,9 +1,10 @@
 """Soak the CI use of the gate: save a baseline once, then gate separate runs against it.
 
     .venv/bin/python benchmarks/gate_soak.py [--bench-runs 20] [--run-runs 10]
-        [--slow-runs 10] [--controls 0]
+        [--slow-runs 10] [--saves 5] [--controls 0]
 
-Bench: `gate --variants psycopg-binary,psycopg2-green,psycopg-c --save-baseline` once, then
+Bench: `gate --variants psycopg-binary,psycopg2-green,psycopg-c --save-baseline` --saves
+times (separate gates, as CI on main would: the baseline keeps each run), then
 --bench-runs gates of unchanged code with `--baseline` (each must pass), then --slow-runs
 gates of a slower driver build (every query 2 ms longer, cooperatively: the sitecustomize in
 benchmarks/slower_driver/), each of which must be `regressed` (exit 1).
@@ -24,6 +25,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -55,17 +57,19 @@ def gate(args: list[str], workdir: Path, env: dict[str, str]) -> tuple[int, dict
 
 def summary(code: int, data: dict) -> str:
     verdicts = ", ".join(f"{v['name']} {v['verdict']}" for v in data.get("variants", []))
-    ratios = ", ".join(f"{c['variant']} {c['value']:.2f}x"
+    ratios = ", ".join(f"{c['variant']} {c['value']:.2f}x ({_interval(c['detail'])})"
                        for c in data.get("checks", []) if c["check"].startswith("p99-ratio"))
     return f"exit {code}: {verdicts}; p99 ratios {ratios or '-'}"
 
 
 def soak(label: str, args: list[str], runs: int, slow_runs: int, slow_env: dict[str, str],
-         workdir: Path) -> tuple[int, int, int]:
+         workdir: Path, saves: int) -> tuple[int, int, int]:
     """(false failures, slowdowns caught, slowdowns gated) for one mode."""
     baseline = workdir / f"{label}-baseline.json"
-    code, data = gate([*args, "--save-baseline", str(baseline)], workdir, {})
-    print(f"\n{label}: baseline saved, {summary(code, data)}", flush=True)
+    print(f"\n{label}:")
+    for i in range(saves):
+        code, data = gate([*args, "--save-baseline", str(baseline)], workdir, {})
+        print(f"  baseline run {i + 1}/{saves}: {summary(code, data)}", flush=True)
     false = 0
     for i in range(runs):
         code, data = gate([*args, "--baseline", str(baseline)], workdir, {})
@@ -79,6 +83,11 @@ def soak(label: str, args: list[str], runs: int, slow_runs: int, slow_env: dict[
         caught += regressed
         print(f"  slower {i + 1}/{slow_runs}: {summary(code, data)}", flush=True)
     return false, caught, slow_runs
+
+
+def _interval(detail: str) -> str:
+    found = re.search(r"interval ([\d.]+-[\d.]+x)", detail)
+    return found.group(1) if found else "-"
 
 
 def leftovers() -> list[str]:
@@ -95,6 +104,7 @@ def main() -> None:
     parser.add_argument("--bench-runs", type=int, default=20)
     parser.add_argument("--run-runs", type=int, default=10)
     parser.add_argument("--slow-runs", type=int, default=10)
+    parser.add_argument("--saves", type=int, default=5, help="runs saved into the baseline")
     parser.add_argument("--controls", type=int, default=0)
     args = parser.parse_args()
     t0 = time.perf_counter()
@@ -105,9 +115,9 @@ def main() -> None:
         slower = {"PYTHONPATH": str(ROOT / "benchmarks" / "slower_driver"),
                   "GEVENT_PROBE_SOAK_SLOWER_MS": SLOWER_DRIVER_MS}
         results["bench"] = soak("bench", ["--mode", "bench", "--variants", BENCH_VARIANTS],
-                                args.bench_runs, args.slow_runs, slower, workdir)
+                                args.bench_runs, args.slow_runs, slower, workdir, args.saves)
         results["run"] = soak("run", RUN_ARGS, args.run_runs, args.slow_runs,
-                              {"SLOW_APP_MS": SLOWER_APP_MS}, workdir)
+                              {"SLOW_APP_MS": SLOWER_APP_MS}, workdir, args.saves)
         wrong = 0
         for _ in range(args.controls):
             for name, expected in CONTROLS.items():
