@@ -6,12 +6,14 @@
 Bench: `gate --variants psycopg-binary,psycopg2-green,psycopg-c --save-baseline` --saves
 times (separate gates, as CI on main would: the baseline keeps each run), then
 --bench-runs gates of unchanged code with `--baseline` (each must pass), then --slow-runs
-gates of a slower driver build (every query 2 ms longer, cooperatively: the sitecustomize in
+gates of a slower driver build (every query --slower-driver-ms longer, 2 by default,
+cooperatively: the sitecustomize in
 benchmarks/slower_driver/), each of which must be `regressed` (exit 1).
 
 Run: the same with your own app (`--app slow_app:app --chdir examples`, psycopg-binary) at a
 fixed `--rate 400`: a baseline with SLOW_APP_MS=0, --run-runs gates with 0 (must pass) and
---slow-runs with SLOW_APP_MS=10 (must be `regressed`).
+--slow-runs with SLOW_APP_MS=--slower-app-ms, 10 by default (must be `regressed`).
+--modes bench or run soaks only that one.
 
 Every gate is a real `gevent-probe gate` process, as CI runs it (its own PostgreSQL, 3
 interleaved repeats). Printed per gate: exit code, verdicts and the p99 ratios; then what
@@ -38,8 +40,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_VARIANTS = "psycopg-binary,psycopg2-green,psycopg-c"
 RUN_ARGS = ["--mode", "run", "--app", "slow_app:app", "--chdir", str(ROOT / "examples"),
             "--variants", "psycopg-binary", "--rate", "400", "--duration", "8"]
-SLOWER_DRIVER_MS = "2"
-SLOWER_APP_MS = "10"
 CONTROLS = {"wait_c": "hub-blocking", "import-before-patch": "hub-blocking",
             "partial-block": "hub-blocking", "compute": "computing", "spin-wait": "busy-wait"}
 LEFTOVER_MARKERS = ("gunicorn", "locust", "probe.worker", "gevent-probe-pg-")
@@ -104,7 +104,12 @@ def main() -> None:
     parser.add_argument("--bench-runs", type=int, default=20)
     parser.add_argument("--run-runs", type=int, default=10)
     parser.add_argument("--slow-runs", type=int, default=10)
+    parser.add_argument("--modes", default="bench,run")
     parser.add_argument("--saves", type=int, default=5, help="runs saved into the baseline")
+    parser.add_argument("--slower-driver-ms", type=float, default=2.0,
+                        help="bench: what the slower driver adds to every query")
+    parser.add_argument("--slower-app-ms", type=float, default=10.0,
+                        help="run: what the slower app adds to every request")
     parser.add_argument("--controls", type=int, default=0)
     args = parser.parse_args()
     t0 = time.perf_counter()
@@ -113,11 +118,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gate-soak-") as tmp:
         workdir = Path(tmp)
         slower = {"PYTHONPATH": str(ROOT / "benchmarks" / "slower_driver"),
-                  "GEVENT_PROBE_SOAK_SLOWER_MS": SLOWER_DRIVER_MS}
-        results["bench"] = soak("bench", ["--mode", "bench", "--variants", BENCH_VARIANTS],
-                                args.bench_runs, args.slow_runs, slower, workdir, args.saves)
-        results["run"] = soak("run", RUN_ARGS, args.run_runs, args.slow_runs,
-                              {"SLOW_APP_MS": SLOWER_APP_MS}, workdir, args.saves)
+                  "GEVENT_PROBE_SOAK_SLOWER_MS": f"{args.slower_driver_ms:g}"}
+        modes = args.modes.split(",")
+        if "bench" in modes:
+            results["bench"] = soak("bench", ["--mode", "bench", "--variants", BENCH_VARIANTS],
+                                    args.bench_runs, args.slow_runs, slower, workdir,
+                                    args.saves)
+        if "run" in modes:
+            results["run"] = soak("run", RUN_ARGS, args.run_runs, args.slow_runs,
+                                  {"SLOW_APP_MS": f"{args.slower_app_ms:g}"}, workdir,
+                                  args.saves)
         wrong = 0
         for _ in range(args.controls):
             for name, expected in CONTROLS.items():
