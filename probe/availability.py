@@ -6,7 +6,7 @@ installed, yet fails at import (psycopg 3.3.9 + psycopg-c 3.3.8: AttributeError 
 
 from __future__ import annotations
 
-from probe.model import Runtime, Unavailable, from_dict
+from probe.model import Runtime, Unavailable, WorkerJob
 from probe.runner import WorkerFailed, run_worker
 from probe.variants import Variant, for_mode
 
@@ -15,13 +15,14 @@ CHECK_TIMEOUT_S = 60.0
 
 def check(variant: Variant) -> Runtime | Unavailable:
     try:
-        reply = run_worker("probe.worker", {"variant": variant.name, "check_only": True},
+        reply = run_worker("probe.worker", WorkerJob(variant.name, check_only=True),
                            variant.environment(), CHECK_TIMEOUT_S)
     except WorkerFailed as ex:
         return Unavailable(variant.name, str(ex), variant.install_hint)
-    if "unavailable" in reply:
-        return Unavailable(variant.name, reply["unavailable"], variant.install_hint)
-    return from_dict(Runtime, reply["runtime"])
+    if reply.runtime is None:
+        return Unavailable(variant.name, reply.unavailable or reply.failed or "no answer",
+                           variant.install_hint)
+    return reply.runtime
 
 
 def check_all(mode: str) -> list[tuple[Variant, Runtime | Unavailable]]:

@@ -7,11 +7,11 @@ same Measurement that `run` produces.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 from probe import summary
-from probe.model import Deadlock, Measurement, Unavailable, WorkerReport, from_dict, to_dict
+from probe.model import Measurement, Unavailable, WorkerJob, WorkerReply
 from probe.postgres import lock_waits
 from probe.runner import WorkerFailed, run_worker
 from probe.settings import Settings
@@ -29,21 +29,23 @@ class BenchTransport:
         self.python = python  # another environment's interpreter (the version matrix)
         self.env = env or {}
 
-    def job(self, variant: Variant) -> dict[str, Any]:
+    def job(self, variant: Variant) -> WorkerJob:
         s = self.settings
-        return {"variant": variant.name, "dsn": self.dsn, "concurrency": s.concurrency,
-                "connections": s.connections, "queries": None if s.load_s else s.queries,
-                "duration": s.load_s, "sleep_ms": s.sleep_ms, "rounds": s.rounds,
-                "block_threshold_ms": s.block_threshold_ms,
-                "partial_block_ms": s.partial_block_ms, "compute_ms": s.compute_ms,
-                "workload": s.workload, "deadlock_after_s": s.deadlock_after}
+        return WorkerJob(variant=variant.name, dsn=self.dsn, concurrency=s.concurrency,
+                         connections=s.connection_mode,
+                         queries=None if s.load_s else s.queries, duration=s.load_s,
+                         sleep_ms=s.sleep_ms, rounds=s.rounds,
+                         block_threshold_ms=s.block_threshold_ms,
+                         partial_block_ms=s.partial_block_ms, compute_ms=s.compute_ms,
+                         workload=s.workload, deadlock_after_s=s.deadlock_after)
 
-    def _stuck(self, reply: dict[str, Any]) -> dict[str, Any]:
+    def _stuck(self, reply: WorkerReply) -> WorkerReply:
         """A worker that replied and stays: deadlocked. Ask the server what its backends wait
         for, while they still wait (the worker is killed next)."""
-        if "deadlock" in reply:
-            reply["deadlock"]["backends"] = [to_dict(b) for b in lock_waits(self.dsn)]
-        return reply
+        if reply.deadlock is None:
+            return reply
+        return dataclasses.replace(reply, deadlock=dataclasses.replace(
+            reply.deadlock, backends=tuple(lock_waits(self.dsn))))
 
     def timeout_s(self) -> float:
         """Long enough for the slowest honest run (every sleep serialised), no longer."""
@@ -59,10 +61,11 @@ class BenchTransport:
                                self.python, stuck=self._stuck)
         except WorkerFailed as ex:
             return summary.failed(variant, f"The measured process failed: {ex}")
-        if "deadlock" in reply:
-            return summary.deadlocked(variant, from_dict(Deadlock, reply["deadlock"]))
-        if "unavailable" in reply:
-            return Unavailable(variant.name, reply["unavailable"], variant.install_hint)
-        if "failed" in reply:
-            return summary.failed(variant, f"The measured process stopped: {reply['failed']}")
-        return summary.from_bench(from_dict(WorkerReport, reply["report"]))
+        if reply.deadlock is not None:
+            return summary.deadlocked(variant, reply.deadlock)
+        if reply.unavailable is not None:
+            return Unavailable(variant.name, reply.unavailable, variant.install_hint)
+        if reply.report is None:
+            return summary.failed(variant, "The measured process stopped: "
+                                           f"{reply.failed or 'it sent no report'}")
+        return summary.from_bench(reply.report)

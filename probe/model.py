@@ -600,6 +600,39 @@ class WorkerReport:
 
 
 @dataclass(frozen=True)
+class WorkerJob:
+    """What a bench worker (probe.worker) is asked to do, as JSON on its stdin: nothing of the
+    DSN shows in `ps`. `check_only`: import the driver in the variant's order and say what
+    runs (availability), measure nothing."""
+
+    variant: str
+    check_only: bool = False
+    dsn: str = ""
+    concurrency: int = 16
+    connections: Connections = "per-greenlet"
+    queries: int | None = None  # per greenlet; None: for `duration` seconds
+    duration: float | None = None
+    sleep_ms: float = 50.0
+    rounds: int = 3
+    block_threshold_ms: float = 10.0
+    partial_block_ms: float = 2.0
+    compute_ms: float = 15.0
+    workload: str = "select1"
+    deadlock_after_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class WorkerReply:
+    """A bench worker's one answer, as JSON on its pipe: exactly one field is set."""
+
+    report: WorkerReport | None = None
+    runtime: Runtime | None = None  # check_only: what the variant really runs
+    unavailable: str | None = None  # the driver cannot be imported here, and why
+    failed: str | None = None  # the measurement stopped: why, in one line
+    deadlock: Deadlock | None = None  # sent by the watchdog's thread: the report never came
+
+
+@dataclass(frozen=True)
 class AgentReport:
     """What one gunicorn worker leaves in its stats folder when it exits (`run`)."""
 

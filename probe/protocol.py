@@ -4,9 +4,9 @@ The measured processes (a bench worker, gunicorn's master and workers, locust) a
 the tool and configured through their environment, since gunicorn and locust load our code
 by file name and pass nothing else. Each variable is declared once here, with who reads it and
 what it means; code names them through these constants, never as strings
-(tests/test_protocol.py holds the sources to that). The messages on the pipes (a worker's job
-and reply) and the agent's routes are in probe.bench / probe.worker and probe.agent; their data
-go through probe.model's to_dict / from_dict like results.
+(tests/test_protocol.py holds the sources to that). The messages on a bench worker's pipes are
+probe.model's WorkerJob (stdin) and WorkerReply (its pipe), through the same to_dict /
+from_dict as results; the agent's routes are in probe.agent.
 
 Nothing here imports anything: gunicorn's config file and the locustfiles import it early.
 """

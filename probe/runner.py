@@ -17,18 +17,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from probe.lifecycle import stop_group
+from probe.model import WorkerJob, WorkerReply, from_dict, to_dict
 
 
 class WorkerFailed(Exception):
     """The measured process died, hung or sent no report; the message is one line."""
 
 
-def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
+def run_worker(module: str, job: WorkerJob, env: Mapping[str, str],
                timeout_s: float, python: str | None = None,
-               stuck: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-               ) -> dict[str, Any]:
+               stuck: Callable[[WorkerReply], WorkerReply] | None = None,
+               ) -> WorkerReply:
     """Run `python -m module` (this interpreter by default; another environment's for the
-    version matrix), send it `job`, and return its report. A worker that sends its reply and
+    version matrix), send it `job`, and return its reply. A worker that sends its reply and
     does not exit is stuck (a deadlocked one replies from its watchdog thread): `stuck` gets
     the reply first, while the process still holds what it holds (locks on the server), and
     returns it completed; then the worker is killed."""
@@ -53,10 +54,10 @@ def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
     err_reader = threading.Thread(target=_drain_file, args=(proc.stderr, errors), daemon=True)
     reader.start()
     err_reader.start()
-    completed: dict[str, Any] | None = None
+    completed: WorkerReply | None = None
     try:
         assert proc.stdin is not None
-        proc.stdin.write(json.dumps(dict(job)).encode())
+        proc.stdin.write(json.dumps(to_dict(job)).encode())
         proc.stdin.close()
         completed = _wait(proc, reader, chunks, timeout_s, stuck)
     except subprocess.TimeoutExpired:
@@ -74,19 +75,22 @@ def run_worker(module: str, job: Mapping[str, Any], env: Mapping[str, str],
         tail = b"".join(errors).decode(errors="replace").strip().splitlines()
         last = tail[-1] if tail else "no output"
         raise WorkerFailed(f"worker exited with code {proc.returncode}: {last}")
+    return _reply(raw)
+
+
+def _reply(raw: bytes) -> WorkerReply:
     try:
-        reply: dict[str, Any] = json.loads(raw)
-        return reply
-    except ValueError:
-        raise WorkerFailed("the worker's report was not valid JSON") from None
+        return from_dict(WorkerReply, json.loads(raw))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise WorkerFailed("the worker's reply was not valid JSON of its kind") from None
 
 
 STUCK_GRACE_S = 1.0  # a worker that replied exits within this; one that does not is stuck
 
 
 def _wait(proc: subprocess.Popen[bytes], reader: threading.Thread, chunks: list[bytes],
-          timeout_s: float, stuck: Callable[[dict[str, Any]], dict[str, Any]] | None,
-          ) -> dict[str, Any] | None:
+          timeout_s: float, stuck: Callable[[WorkerReply], WorkerReply] | None,
+          ) -> WorkerReply | None:
     """Until the worker exits (None: read its reply as usual), or until it has replied and
     stays (its reply, completed by `stuck`)."""
     deadline = time.monotonic() + timeout_s
@@ -104,8 +108,8 @@ def _wait(proc: subprocess.Popen[bytes], reader: threading.Thread, chunks: list[
             replied_at = now
         if replied_at is not None and now - replied_at > STUCK_GRACE_S and stuck is not None:
             try:
-                reply = json.loads(b"".join(chunks))
-            except ValueError:
+                reply = _reply(b"".join(chunks))
+            except WorkerFailed:
                 return None
             return stuck(reply)
 
