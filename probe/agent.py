@@ -36,7 +36,8 @@ from urllib.parse import parse_qs
 
 from probe import connects, contention, drivers, protocol, stats
 from probe.measure import MAX_MESSAGES, ProbeJob, first_line, probe
-from probe.model import AgentReport, Deadlock, LoadReport, to_dict
+from probe.messages import AgentReport, LoadReport
+from probe.model import Deadlock, to_dict
 from probe.monitor import DEADLOCK_AFTER_S, LoopMonitor
 from probe.results import write_text
 from probe.settings import comma_list

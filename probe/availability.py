@@ -6,7 +6,8 @@ installed, yet fails at import (psycopg 3.3.9 + psycopg-c 3.3.8: AttributeError 
 
 from __future__ import annotations
 
-from probe.model import Runtime, Unavailable, WorkerJob
+from probe.messages import WorkerJob
+from probe.model import Runtime, Unavailable
 from probe.runner import WorkerFailed, run_worker
 from probe.variants import Variant, for_mode
 

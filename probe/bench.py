@@ -11,7 +11,8 @@ import dataclasses
 from collections.abc import Callable
 
 from probe import summary
-from probe.model import Measurement, Unavailable, WorkerJob, WorkerReply
+from probe.messages import WorkerJob, WorkerReply
+from probe.model import Measurement, Unavailable
 from probe.postgres import lock_waits
 from probe.runner import WorkerFailed, run_worker
 from probe.settings import Settings

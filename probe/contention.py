@@ -20,7 +20,7 @@ import traceback
 from typing import Any
 
 from probe import stats
-from probe.model import LockReport
+from probe.messages import LockReport
 
 # Frames of these files say where the wait happened, not who shared the connection.
 _INTERNAL = ("/psycopg/", "/psycopg_pool/", "/gevent/", "/probe/contention.py",

@@ -32,7 +32,7 @@ import gevent
 from gevent.pool import Pool
 
 from probe import contention, stats, thresholds
-from probe.model import LoadReport, MonitorReport, ProbeReport, SleepRound
+from probe.messages import LoadReport, MonitorReport, ProbeReport, SleepRound
 from probe.monitor import LoopMonitor
 from probe.sched import SchedStat
 from probe.slices import BlockedClock

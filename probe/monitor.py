@@ -38,7 +38,8 @@ from hdrh.histogram import HdrHistogram
 
 from probe import sched, stats
 from probe.alarm import Alarm
-from probe.model import Deadlock, MonitorReport, SecondLag, StallEvent, StallKind
+from probe.messages import MonitorReport, SecondLag
+from probe.model import Deadlock, StallEvent, StallKind
 from probe.slices import SliceTracer, format_stack, in_loop_poll, sample_stack, walk
 
 MAX_EVENTS = 2000  # stall events kept for the timeline (the counts stay exact beyond)

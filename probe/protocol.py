@@ -5,7 +5,7 @@ the tool and configured through their environment, since gunicorn and locust loa
 by file name and pass nothing else. Each variable is declared once here, with who reads it and
 what it means; code names them through these constants, never as strings
 (tests/test_protocol.py holds the sources to that). The messages on a bench worker's pipes are
-probe.model's WorkerJob (stdin) and WorkerReply (its pipe), through the same to_dict /
+probe.messages's WorkerJob (stdin) and WorkerReply (its pipe), through the same to_dict /
 from_dict as results; the agent's routes are in probe.agent.
 
 Nothing here imports anything: gunicorn's config file and the locustfiles import it early.

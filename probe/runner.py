@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from probe.lifecycle import stop_group
-from probe.model import WorkerJob, WorkerReply, from_dict, to_dict
+from probe.messages import WorkerJob, WorkerReply
+from probe.model import from_dict, to_dict
 
 
 class WorkerFailed(Exception):

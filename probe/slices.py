@@ -53,7 +53,8 @@ import greenlet
 from probe import stats
 from probe.alarm import Alarm
 from probe.frames import MAX_CULPRITS, MAX_LONGEST, culprit_line
-from probe.model import Connects, Culprit, HeldKind, HeldSlice, SecondSlices, SliceReport
+from probe.messages import SecondSlices, SliceReport
+from probe.model import Connects, Culprit, HeldKind, HeldSlice
 from probe.sched import SchedStat
 
 KINDS: tuple[HeldKind, ...] = typing.get_args(HeldKind)

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 
 from hdrh.histogram import HdrHistogram
 
-from probe.model import LagSummary, LatencySummary, SleepRound
+from probe.messages import SleepRound
+from probe.model import LagSummary, LatencySummary
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000

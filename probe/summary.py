@@ -15,8 +15,8 @@ from typing import Any
 
 from probe import stats, thresholds
 from probe.frames import MAX_LONGEST, merge_culprits
+from probe.messages import AgentReport, LoadReport, MonitorReport, ProbeReport, WorkerReport
 from probe.model import (
-    AgentReport,
     AppDriver,
     Connections,
     Connects,
@@ -27,17 +27,13 @@ from probe.model import (
     HeldSlice,
     HttpView,
     LatencySummary,
-    LoadReport,
     Measurement,
-    MonitorReport,
-    ProbeReport,
     RouteStats,
     Runtime,
     Second,
     Serialization,
     Slices,
     Stalls,
-    WorkerReport,
     WorkerSummary,
 )
 

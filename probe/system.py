@@ -23,16 +23,8 @@ from probe import availability, protocol, summary
 from probe import dsn as dsn_mod
 from probe.errors import ProbeError
 from probe.load import LoadStopped, run_locust
-from probe.model import (
-    AgentReport,
-    AppDriver,
-    AppInfo,
-    Deadlock,
-    Measurement,
-    ProbeReport,
-    Unavailable,
-    from_dict,
-)
+from probe.messages import AgentReport, ProbeReport
+from probe.model import AppDriver, AppInfo, Deadlock, Measurement, Unavailable, from_dict
 from probe.postgres import lock_waits
 from probe.server import OWN_APP, SAMPLE_APP, Gunicorn
 from probe.settings import Settings

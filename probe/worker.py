@@ -1,7 +1,7 @@
 """Bench worker: one fresh process per variant, measuring from inside with gevent patched.
 
-Started by probe.runner as `python -m probe.worker --pipe FD`. The job (model.WorkerJob)
-arrives as JSON on stdin, so nothing of the DSN shows in `ps`; the reply (model.WorkerReply)
+Started by probe.runner as `python -m probe.worker --pipe FD`. The job (messages.WorkerJob)
+arrives as JSON on stdin, so nothing of the DSN shows in `ps`; the reply (messages.WorkerReply)
 leaves as JSON on the pipe, so stdout and stderr stay free for humans and tracebacks.
 
 Keep the top-level imports to the standard library: the driver must be imported in the
@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent()
     from probe import variants
     from probe.drivers import DriverUnavailable, activate
-    from probe.model import WorkerJob, WorkerReply, from_dict
+    from probe.messages import WorkerJob, WorkerReply
+    from probe.model import from_dict
 
     job = from_dict(WorkerJob, raw)
     reply = Reply(args.pipe)
@@ -63,7 +64,7 @@ class Reply:
         self.sent = False
 
     def send(self, payload: Any) -> None:
-        """`payload`: a model.WorkerReply."""
+        """`payload`: a messages.WorkerReply."""
         from probe.model import to_dict
 
         with self._lock:
@@ -75,13 +76,13 @@ class Reply:
 
 
 def measure(driver: Any, job: Any, reply: Reply) -> Any:
-    """`job`: a model.WorkerJob; returns a model.WorkerReport."""
+    """`job`: a messages.WorkerJob; returns a messages.WorkerReport."""
     import dataclasses
 
     from probe import connects, contention
     from probe.drivers import computation, lock_binding
     from probe.measure import ProbeJob, close_all, open_connections, probe, run_load
-    from probe.model import WorkerReply, WorkerReport
+    from probe.messages import WorkerReply, WorkerReport
     from probe.monitor import LoopMonitor
     from probe.workloads import WORKLOADS
 

@@ -1,7 +1,7 @@
 import pytest
 
 from probe import stats
-from probe.model import SleepRound
+from probe.messages import SleepRound
 
 
 def test_merge_is_exact_not_an_average_of_percentiles():

@@ -1,5 +1,5 @@
 from probe import stats, summary
-from probe.model import AgentReport, LoadReport, MonitorReport, ProbeReport, SleepRound
+from probe.messages import AgentReport, LoadReport, MonitorReport, ProbeReport, SleepRound
 from tests.factories import measurement, runtime, serial
 
 
