@@ -48,8 +48,8 @@ def merged(new: RunResult, old: RunResult | None, runs: int) -> RunResult:
     return dataclasses.replace(new, variants=tuple(keep(v) for v in new.variants))
 
 
-def save(new: RunResult, path: Path, runs: int) -> tuple[Path, str]:
-    """Write the baseline; (its path, one line saying what it holds)."""
+def save(new: RunResult, path: Path, runs: int) -> str:
+    """Write the baseline; one line saying what it holds."""
     old = None
     if path.is_file() and runs > 1:
         try:
@@ -60,6 +60,5 @@ def save(new: RunResult, path: Path, runs: int) -> tuple[Path, str]:
     baseline = merged(new, old, runs)
     held = max((len(runs_of(v.repeats)) for v in baseline.variants), default=1)
     results.write(baseline, path)
-    note = (f"baseline {path}: {held} run(s)" + (
-        f"; the gate sees the noise between runs from {MIN_RUNS}" if held < MIN_RUNS else ""))
-    return path, note
+    return f"baseline {path}: {held} run(s)" + (
+        f"; the gate sees the noise between runs from {MIN_RUNS}" if held < MIN_RUNS else "")

@@ -233,8 +233,7 @@ def _ci_outputs(outcome: Any, settings: Any) -> None:
     if settings.junit:
         results.write_text(settings.junit, gate.junit(outcome))
     if settings.save_baseline:
-        _, held = baseline.save(outcome.result, settings.save_baseline, settings.baseline_runs)
-        print(held)
+        print(baseline.save(outcome.result, settings.save_baseline, settings.baseline_runs))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         try:

@@ -22,7 +22,7 @@ def run(run_id: str, repeats: int = 3, mode: str = "bench"):
 def test_each_save_adds_a_run_and_the_oldest_go_beyond_the_limit(tmp_path):
     path = tmp_path / "baseline.json"
     for n in range(1, 5):
-        _, note = baseline.save(run(f"bench-{n}"), path, runs=3)
+        note = baseline.save(run(f"bench-{n}"), path, runs=3)
         assert f"{min(n, 3)} run(s)" in note
     saved = json.loads(path.read_text())
     repeats = saved["variants"][0]["repeats"]
