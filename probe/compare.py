@@ -142,7 +142,8 @@ def _half_width(a: list[float], b: list[float]) -> float:
 def _decide(ratio: Interval, per_repeat: tuple[float, ...], limit: float, resolution: float,
             counts: tuple[int, int], reference: tuple[float, ...],
             runs: int = 1) -> P99Comparison:
-    over = (f"{counts[0]} repeats against {runs} runs of the baseline" if runs > 1 else
+    over = (f"{counts[0]} repeat{'s' * (counts[0] != 1)} against {runs} runs of the baseline"
+            if runs > 1 else
             f"{counts[0]} + {counts[1]} repeats")
     shown = (f"p99 {ratio.value:.2f}x ({100 * CONFIDENCE:.0f}% interval {ratio.low:.2f}-"
              f"{ratio.high:.2f}x over {over})")
