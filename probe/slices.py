@@ -17,8 +17,9 @@ exact), the other two at most once per `refresh_s` (a quarter of the threshold: 
 default) and always at the end of a slice longer than that: a held slice's split on and off
 the CPU is known to within a quarter of the shortest one that counts. `precise()` reads them at
 every switch, for the probe's own queries, where a block of 0.5 ms per query must be
-measured. All of it adds ~1.2 µs to a switch, 0.9% of a saturated sample app's CPU
-(benchmarks/overhead.py, which also measures the whole watch end to end).
+measured. The tracer costs a saturated sample app 3.3% of its throughput (about 1 µs a
+switch in a tight loop, several times that in an app, whose caches it disturbs):
+benchmarks/overhead.py prices each part of the watch.
 
 Stacks: the monitor's watchdog thread samples the hub thread's stack while a slice runs past
 `sample_from_s` (probe.monitor), and hands them to `add_sample`; a held slice keeps the
@@ -196,8 +197,9 @@ class SliceTracer:
             # Up to a refresh period may pass before the next slow path re-arms it, so the
             # slice running then may be that much younger: armed for less, the alarm would
             # wake the watchdog early, for nothing, and each wake takes the GIL from the hub
-            # (where a core is shared, preemptions made that 9% of a saturated app's
-            # throughput: benchmarks/overhead.py).
+            # (on a core shared with another busy process, 600 wakes in 8 s instead of 18:
+            # the watch cost a saturated sample app 14.1% instead of 8.9%,
+            # benchmarks/overhead.py).
             self.alarm.arm(self.alarm_after_s + self._refresh_ns / 1e9)
 
     def _add_busy(self, now: int) -> None:

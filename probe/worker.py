@@ -32,12 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     from probe.model import from_dict
 
     job = from_dict(WorkerJob, raw)
-    reply = Reply(args.pipe)
     try:
         driver = activate(variants.BY_NAME[job.variant], job.partial_block_ms)
     except DriverUnavailable as ex:
-        reply.send(WorkerReply(unavailable=str(ex)))
+        Reply(args.pipe).send(WorkerReply(unavailable=str(ex)))
         return 0
+    reply = Reply(args.pipe)  # after the driver: Reply imports gevent, whose order matters
     if job.check_only:
         reply.send(WorkerReply(runtime=driver.runtime()))
         return 0
