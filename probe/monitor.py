@@ -273,9 +273,11 @@ class LoopMonitor:
                     continue
                 if now - start > self.deadlock_after_s * 1e9 and self._pending():
                     self._deadlock("held", (now - start) / 1e9)  # the hub itself is stuck
+                before = sched.wchan(self._hub_tid)
                 stack = sample_stack(self._hub_ident)
                 if stack is not None and seq == tracer.seq:
-                    tracer.add_sample(seq, stack, in_loop_poll(stack, sched.wchan(self._hub_tid)))
+                    polling = in_loop_poll(stack, before, sched.wchan(self._hub_tid))
+                    tracer.add_sample(seq, stack, polling)
                     sampled_seq, sampled_at = seq, now
                     alarm.arm(RESAMPLE_S)
         finally:

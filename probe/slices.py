@@ -401,15 +401,17 @@ def held_kind(on_cpu: int, runq: int, asleep: int) -> HeldKind:
     return "blocked" if 2 * asleep >= on_cpu else "computing"
 
 
-def in_loop_poll(stack: RawStack, wchan: str) -> bool:
-    """The hub asleep in its event loop's own poll: no Python frame above Hub.run, and the
-    kernel says the thread waits in epoll (`wchan`, probe.sched). An idle hub asks to be woken
-    when a socket is ready or the next timer (the heartbeat's, every few ms) is due; asleep
-    there past the threshold, it was woken late: the thread did not get a CPU (a VM's stolen
-    time reads as asleep in schedstat). So a hub run whose every sample is that is the
-    machine's doing, not a held hub. Both tests are needed: a C function run directly as a
-    callback (a builtin) shows only Hub.run too, but waits elsewhere than in epoll."""
-    if not stack or "epoll" not in wchan:
+def in_loop_poll(stack: RawStack, *wchans: str) -> bool:
+    """The hub in its event loop's own poll, not in a callback: no Python frame above Hub.run,
+    and the kernel saw the thread wait in epoll, or runnable ("0": woken, not yet given a CPU),
+    in one of the `wchans` read around the sample (probe.sched; the thread may wake between a
+    read and the sample). An idle hub asks to be woken when a socket is ready or the next
+    timer (the heartbeat's, every few ms) is due; still there past the threshold, it was woken
+    late: the thread did not get a CPU (a VM's stolen time reads as asleep in schedstat). So a
+    hub run whose every sample is that is the machine's doing, not a held hub. Both tests are
+    needed: a C function run directly as a callback (a builtin) shows only Hub.run too, but
+    sleeps elsewhere than in epoll (hrtimer_nanosleep, a futex)."""
+    if not stack or not any("epoll" in w or w == "0" for w in wchans):
         return False
     filename, _, function = stack[-1]
     return function == "run" and filename.endswith(_HUB_FILE)

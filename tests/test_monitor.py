@@ -167,7 +167,9 @@ def test_a_blocking_hub_callback_is_held_and_an_idle_poll_is_not():
     gevent.sleep(0.1)
     ((stack, where),) = sampled
     assert in_loop_poll(stack, where), (stack, where)
-    assert not in_loop_poll(stack, "hrtimer_nanosleep") and not in_loop_poll((), where)
+    assert in_loop_poll(stack, "futex_wait_queue", "0")  # woken, not yet on a CPU
+    assert not in_loop_poll(stack, "hrtimer_nanosleep", "futex_wait_queue")
+    assert not in_loop_poll((), where) and not in_loop_poll(stack, "")
     # A builtin run as a callback that blocks the hub shows no frame above the run loop
     # either, but sleeps elsewhere than in epoll: still a blocked, held hub.
     m = LoopMonitor(interval_s=0.001, threshold_s=0.01).start()
