@@ -6,7 +6,7 @@ hour moves every repeat of a run alike, which the spread of one run's repeats ca
 and a baseline saved in a lucky minute made later unchanged runs look slower. Saving onto
 an existing baseline of the same mode adds this run's repeats to the latest runs already
 there (each repeat tagged with the run that measured it), up to `runs` runs; the verdicts
-and everything else come from the newest run. compare.compare_p99 then treats a run, not a
+and everything else come from the newest run. compare.compare_ratio then treats a run, not a
 repeat, as the unit, once the baseline holds enough runs.
 """
 

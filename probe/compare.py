@@ -1,4 +1,4 @@
-"""Noise-aware comparison of p99 latency between a run and a reference, repeat by repeat.
+"""Noise-aware comparison of a latency percentile (p99, p50) between a run and a reference.
 
 A p99 from one run is one draw from a noisy machine: the same code, minutes apart, gave bench
 SELECT 1 p99s from 0.83 to 1.98 ms here. Resampling the latencies of one run (a bootstrap
@@ -23,6 +23,11 @@ From MIN_RUNS runs on, the run is the unit: each run's mean log p99 is one draw,
 interval of this run's ratio is the 95% prediction interval of a new draw from those,
 t(k-1) * sd * sqrt(1 + 1/k) around their mean, which holds a run from a lucky or an unlucky
 minute alike.
+
+The median goes through the same comparison (stat "p50"). Against a saved baseline the gate
+holds both: on a shared runner the p99 of one run is the machine's tail (its runs' p99s
+spread 2.5x either way here), wide enough to hide a request that became 10 ms slower, while
+the median moves with every request's own cost and scarcely between runs.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from probe import stats
 from probe.baseline import MIN_RUNS
@@ -48,63 +54,70 @@ class Interval:
     high: float
 
 
+Stat = Literal["p50", "p99"]
+
+
 @dataclass(frozen=True)
-class P99Comparison:
-    """p99 of a variant against a reference: the ratio, its interval, and what it means."""
+class RatioComparison:
+    """A percentile of a variant against a reference: the ratio, its interval, its meaning."""
 
     outcome: str  # "pass", "regressed" or "undecided"
     ratio: Interval
-    per_repeat: tuple[float, ...]  # each repeat's p99 / the reference's geometric mean
+    per_repeat: tuple[float, ...]  # each repeat's value / the reference's geometric mean
     limit: float
     resolution: float | None  # ratios within 1/r..r cannot be told from no change
     repeats: tuple[int, int]  # (current, reference) repeats with enough samples
-    reference_ms: tuple[float, ...]  # the reference's p99 per repeat: its own spread
+    reference_ms: tuple[float, ...]  # the reference's value per repeat: its own spread
     reason: str
     runs: int = 1  # runs of the reference the interval is from (1: its repeats are the unit)
+    stat: Stat = "p99"
 
 
-def repeat_p99s(encoded: Sequence[str], runs: Sequence[str] = ()) -> list[tuple[float, str]]:
-    """(p99 ms, run) of each repeat that recorded enough latencies."""
+def repeat_values(encoded: Sequence[str], runs: Sequence[str] = (),
+                  stat: Stat = "p99") -> list[tuple[float, str]]:
+    """(ms, run) of `stat` in each repeat that recorded enough latencies."""
     out = []
     for item, run in itertools.zip_longest(encoded, runs[:len(encoded)], fillvalue=""):
         summary = stats.summarize_encoded(item)
-        if summary.count >= MIN_SAMPLES and summary.p99 > 0:
-            out.append((summary.p99, run))
+        value = float(getattr(summary, stat))
+        if summary.count >= MIN_SAMPLES and value > 0:
+            out.append((value, run))
     return out
 
 
-def compare_p99(current: Sequence[str], reference: Sequence[str], limit: float,
-                reference_runs: Sequence[str] = ()) -> P99Comparison:
+def compare_ratio(current: Sequence[str], reference: Sequence[str], limit: float,
+                  reference_runs: Sequence[str] = (), stat: Stat = "p99") -> RatioComparison:
     """`current` and `reference`: one encoded histogram per repeat; `reference_runs`: the
     run each reference repeat came from, when the baseline keeps several."""
-    now = [p for p, _ in repeat_p99s(current)]
-    found = repeat_p99s(reference, reference_runs)
+    now = [p for p, _ in repeat_values(current, stat=stat)]
+    found = repeat_values(reference, reference_runs, stat)
     then = [p for p, _ in found]
     runs: dict[str, list[float]] = {}
     for p99, run in found:
         runs.setdefault(run, []).append(math.log(p99))
     if now and len(runs) >= MIN_RUNS:
-        return _between_runs(now, then, [statistics.fmean(x) for x in runs.values()], limit)
+        return _between_runs(now, then, [statistics.fmean(x) for x in runs.values()], limit,
+                             stat)
     counts = (len(now), len(then))
     if not now or not then or len(now) + len(then) < 3:
         empty = Interval(0.0, 0.0, 0.0)
-        return P99Comparison(
+        return RatioComparison(
             "undecided", empty, (), limit, None, counts, tuple(then),
             f"too few repeats with {MIN_SAMPLES}+ latencies to see the noise between runs "
             f"({counts[0]} now, {counts[1]} in the reference; 3 in all are needed, e.g. "
-            "--repeat 3 on both sides)")
+            "--repeat 3 on both sides)", stat=stat)
     log_now, log_then = [math.log(x) for x in now], [math.log(x) for x in then]
     diff = statistics.fmean(log_now) - statistics.fmean(log_then)
     half = _half_width(log_now, log_then)
     interval = Interval(math.exp(diff), math.exp(diff - half), math.exp(diff + half))
     centre = math.exp(statistics.fmean(log_then))
     per_repeat = tuple(round(x / centre, 3) for x in now)
-    return _decide(interval, per_repeat, limit, math.exp(half), counts, tuple(then))
+    return _decide(interval, per_repeat, limit, math.exp(half), counts, tuple(then), stat)
 
 
 def _between_runs(now: list[float], then: list[float], run_means: list[float],
-                  limit: float) -> P99Comparison:
-    """This run's mean log p99 against the runs of the baseline, as one more run: the 95%
+                  limit: float, stat: Stat) -> RatioComparison:
+    """This run's mean log value against the runs of the baseline, as one more run: the 95%
     prediction interval of a new run's mean from k earlier ones."""
     from scipy import stats as scistats  # only for a gate that compares
 
@@ -116,7 +129,7 @@ def _between_runs(now: list[float], then: list[float], run_means: list[float],
     interval = Interval(math.exp(diff), math.exp(diff - half), math.exp(diff + half))
     per_repeat = tuple(round(x / math.exp(centre), 3) for x in now)
     return _decide(interval, per_repeat, limit, math.exp(half), (len(now), len(then)),
-                   tuple(then), runs=k)
+                   tuple(then), stat, runs=k)
 
 
 def _half_width(a: list[float], b: list[float]) -> float:
@@ -140,17 +153,17 @@ def _half_width(a: list[float], b: list[float]) -> float:
 
 
 def _decide(ratio: Interval, per_repeat: tuple[float, ...], limit: float, resolution: float,
-            counts: tuple[int, int], reference: tuple[float, ...],
-            runs: int = 1) -> P99Comparison:
+            counts: tuple[int, int], reference: tuple[float, ...], stat: Stat = "p99",
+            runs: int = 1) -> RatioComparison:
     over = (f"{counts[0]} repeat{'s' * (counts[0] != 1)} against {runs} runs of the baseline"
             if runs > 1 else
             f"{counts[0]} + {counts[1]} repeats")
-    shown = (f"p99 {ratio.value:.2f}x ({100 * CONFIDENCE:.0f}% interval {ratio.low:.2f}-"
+    shown = (f"{stat} {ratio.value:.2f}x ({100 * CONFIDENCE:.0f}% interval {ratio.low:.2f}-"
              f"{ratio.high:.2f}x over {over})")
 
-    def outcome(name: str, reason: str) -> P99Comparison:
-        return P99Comparison(name, ratio, per_repeat, limit, resolution, counts, reference,
-                             f"{shown} {reason}", runs)
+    def outcome(name: str, reason: str) -> RatioComparison:
+        return RatioComparison(name, ratio, per_repeat, limit, resolution, counts, reference,
+                               f"{shown} {reason}", runs, stat)
 
     if ratio.high <= limit:
         return outcome("pass", f"within {limit:g}x")

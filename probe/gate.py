@@ -29,7 +29,7 @@ from probe.report.text import md_cell, short_wait
 from probe.settings import Settings, parse_limits
 
 if TYPE_CHECKING:
-    from probe.compare import P99Comparison
+    from probe.compare import RatioComparison, Stat
 
 DEFAULT_RATIO = 1.2
 COMPARED_ENVIRONMENT = ("cpu_count",)
@@ -151,13 +151,16 @@ class Compared:
 
     variant: VariantResult
     checks: tuple[CheckResult, ...] = ()
-    comparisons: tuple[tuple[str, P99Comparison], ...] = ()  # (what, comparison)
+    comparisons: tuple[tuple[str, RatioComparison], ...] = ()  # (what, comparison)
 
 
 def _compared(v: VariantResult, result: RunResult, settings: Settings,
               baseline: RunResult | None) -> Compared:
     """The variant, `regressed` when its p99 is above the limit beyond the noise, and a
-    p99-ratio check for every latency both sides recorded."""
+    p99-ratio check for every latency both sides recorded; against a saved baseline (the
+    same variant, earlier) a p50-ratio check too: the median moves with every request's own
+    cost where a shared runner's p99 swings between runs (probe.compare). Across drivers of
+    one run only the tail is compared: their medians differ by design."""
     if baseline is None and settings.max_p99_ratio is None:
         return Compared(v)
     limit = settings.max_p99_ratio or DEFAULT_RATIO
@@ -185,10 +188,12 @@ def _compared(v: VariantResult, result: RunResult, settings: Settings,
     from probe import compare  # scipy: only for a gate that compares
 
     runs = [r.run_id for r in reference.repeats]
-    found = tuple((_latency_name(key), compare.compare_p99(
-        _per_repeat(v, key), _per_repeat(reference, key), limit, runs)) for key in keys)
+    held: tuple[Stat, ...] = ("p50", "p99") if baseline is not None else ("p99",)
+    found = tuple((_latency_name(key), compare.compare_ratio(
+        _per_repeat(v, key), _per_repeat(reference, key), limit, runs, stat))
+        for key in keys for stat in held)
     checks = tuple(CheckResult(
-        v.name, "p99-ratio" if result.mode == "bench" else f"p99-ratio:{what}",
+        v.name, f"{c.stat}-ratio" if result.mode == "bench" else f"{c.stat}-ratio:{what}",
         c.outcome == "pass" or (c.outcome == "undecided" and settings.on_undecided == "pass"),
         f"{c.outcome}: {what} {c.reason}, against {against}",
         value=round(c.ratio.value, 3), limit=limit) for what, c in found)
@@ -214,7 +219,7 @@ def resolution_notes(compared: Sequence[Compared], limit: float,
               if cmp.resolution is not None and cmp.resolution >= limit]
     if not coarse:
         return []
-    name, what, worst = max(coarse, key=lambda x: x[2].resolution or 0.0)
+    name, what, worst = max(coarse, key=lambda x: (x[2].resolution or 0.0, x[2].stat == "p99"))
     assert worst.resolution is not None
     spread = (f"{min(worst.reference_ms):.2f}-{max(worst.reference_ms):.2f} ms over its "
               f"{len(worst.reference_ms)} repeats")
@@ -229,10 +234,10 @@ def resolution_notes(compared: Sequence[Compared], limit: float,
     then = "pass" if on_undecided == "pass" else "fail (--on-undecided fail)"
     outcome = (f"{undecided} comparison(s) stayed undecided, which {then}" if undecided else
                "a comparison passes only well below it")
-    return [f"The p99 ratio limit {limit:g}x is finer than this machine resolves with {unit}: "
-            f"about {worst.resolution:.2f}x either way ({name} {what}: the reference's "
-            f"p99 ranged {spread}), so {outcome}; a slowdown shows as regressed only past "
-            f"about {limit * worst.resolution:.2f}x{more}."]
+    return [f"The ratio limit {limit:g}x is finer than this machine resolves with {unit}: "
+            f"about {worst.resolution:.2f}x either way ({name} {what} {worst.stat}: the "
+            f"reference's {worst.stat} ranged {spread}), so {outcome}; a slowdown shows as "
+            f"regressed only past about {limit * worst.resolution:.2f}x{more}."]
 
 
 def _latency_name(key: str) -> str:

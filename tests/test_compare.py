@@ -18,7 +18,7 @@ def repeats(*scales: float, size: int = 3000, seed: int = 1) -> list[str]:
 
 
 def test_the_same_distribution_passes():
-    result = compare.compare_p99(repeats(1.0, 1.02, 0.98, seed=2),
+    result = compare.compare_ratio(repeats(1.0, 1.02, 0.98, seed=2),
                                  repeats(1.0, 0.99, 1.01, seed=3), limit=1.2)
     assert result.outcome == "pass", result.reason
     assert result.ratio.low < 1.0 < result.ratio.high and result.repeats == (3, 3)
@@ -26,7 +26,7 @@ def test_the_same_distribution_passes():
 
 def test_noise_between_runs_widens_the_interval_and_leaves_it_undecided():
     # The same code on a noisy runner: p99 anywhere from 0.8x to 2x from one run to the next.
-    result = compare.compare_p99(repeats(1.4, 0.9, 2.0, seed=2),
+    result = compare.compare_ratio(repeats(1.4, 0.9, 2.0, seed=2),
                                  repeats(0.8, 1.3, 1.0, seed=3), limit=1.2)
     assert result.outcome == "undecided", result.reason
     assert "straddles 1.2x" in result.reason
@@ -36,7 +36,7 @@ def test_noise_between_runs_widens_the_interval_and_leaves_it_undecided():
 
 
 def test_a_real_repeated_slowdown_is_a_regression_with_its_size():
-    result = compare.compare_p99(repeats(3.0, 3.2, 2.9, seed=2),
+    result = compare.compare_ratio(repeats(3.0, 3.2, 2.9, seed=2),
                                  repeats(1.0, 1.1, 0.9, seed=3), limit=1.2)
     assert result.outcome == "regressed", result.reason
     assert result.ratio.low > 1.2 and min(result.per_repeat) > 1.2
@@ -62,13 +62,13 @@ def test_straddles_only_when_the_interval_straddles():
 
 
 def test_one_repeat_a_side_is_not_enough_to_see_the_noise():
-    result = compare.compare_p99(repeats(1.2, seed=2), repeats(1.0, seed=3), limit=1.25)
+    result = compare.compare_ratio(repeats(1.2, seed=2), repeats(1.0, seed=3), limit=1.25)
     assert result.outcome == "undecided"
     assert "too few repeats" in result.reason
 
 
 def test_one_repeat_borrows_the_other_sides_spread():
-    result = compare.compare_p99(repeats(1.0, seed=2), repeats(1.0, 1.3, 0.8, seed=3),
+    result = compare.compare_ratio(repeats(1.0, seed=2), repeats(1.0, 1.3, 0.8, seed=3),
                                  limit=1.2)
     assert result.repeats == (1, 3) and result.resolution is not None
 
@@ -94,22 +94,22 @@ def test_a_lucky_baseline_run_no_longer_fails_unchanged_code():
     # reads as a regression when the repeats of one run are the unit...
     lucky = repeats(0.98, 1.0, 1.02, seed=3)
     ordinary = repeats(1.47, 1.5, 1.53, seed=2)
-    assert compare.compare_p99(ordinary, lucky, limit=1.2).outcome == "regressed"
+    assert compare.compare_ratio(ordinary, lucky, limit=1.2).outcome == "regressed"
     # ...but not against a baseline of runs that met quiet and busy minutes alike.
     encoded, runs = runs_of(1.0, 1.6, 1.2, 0.9, 1.4)
-    result = compare.compare_p99(ordinary, encoded, 1.2, runs)
+    result = compare.compare_ratio(ordinary, encoded, 1.2, runs)
     assert result.runs == 5 and result.outcome != "regressed", result.reason
     assert "5 runs of the baseline" in result.reason
 
 
 def test_a_slowdown_beyond_the_noise_between_runs_is_still_regressed():
     encoded, runs = runs_of(1.0, 1.15, 0.9, 1.05, 0.95)
-    result = compare.compare_p99(repeats(3.0, 3.1, 2.9, seed=9), encoded, 1.2, runs)
+    result = compare.compare_ratio(repeats(3.0, 3.1, 2.9, seed=9), encoded, 1.2, runs)
     assert result.outcome == "regressed", result.reason
     assert result.ratio.low > 1.2 and 2.5 < result.ratio.value < 3.5
 
 
 def test_fewer_runs_than_needed_keep_the_repeats_as_the_unit():
     encoded, runs = runs_of(1.0, 1.1)
-    result = compare.compare_p99(repeats(1.0, 1.02, 0.98, seed=2), encoded, 1.2, runs)
+    result = compare.compare_ratio(repeats(1.0, 1.02, 0.98, seed=2), encoded, 1.2, runs)
     assert result.runs == 1 and result.repeats == (3, 6)

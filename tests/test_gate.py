@@ -142,6 +142,41 @@ def test_a_baseline_of_runs_compares_run_to_run_and_says_nothing_of_it():
     assert not [n for n in outcome.notes if "holds" in n]
 
 
+def with_median_and_tail(v, *repeats_ms: tuple[float, float], n: int = 500):
+    """One repeat per (p50, p99) given: n latencies at the median, n/50 in the tail."""
+    out = []
+    for p50, p99 in repeats_ms:
+        h = stats.new_histogram()
+        h.record_value(int(p50 * 1000), n)
+        h.record_value(int(p99 * 1000), n // 50)
+        out.append(Repeat(v.verdict, 1.05, {"db": stats.encode(h)}))
+    return dataclasses.replace(v, repeats=tuple(out))
+
+
+def test_every_request_slower_is_regressed_by_its_median_when_the_tail_is_all_noise():
+    # 10 ms more per request: the median moves 1 -> 11 ms, the tail was 5-40 ms anyway
+    then = with_median_and_tail(variant("psycopg-binary"), (1.0, 5.0), (1.05, 20.0), (0.95, 40))
+    now = with_median_and_tail(variant("psycopg-binary"), (11, 15), (11.5, 30), (10.5, 45))
+    outcome = gate.evaluate(run_of(now), build("gate", {}), run_of(then))
+    assert outcome.exit_code == EXIT_FAILED
+    checks = {c.check: c for c in outcome.result.checks}
+    assert checks["p99-ratio"].passed and "undecided" in checks["p99-ratio"].detail
+    assert not checks["p50-ratio"].passed
+    (v,) = outcome.result.variants
+    assert v.verdict == "regressed" and v.evidence[0].startswith("SELECT 1 p50 11.")
+    unchanged = with_median_and_tail(variant("psycopg-binary"), (1.0, 30), (0.98, 8), (1.02, 12))
+    assert gate.evaluate(run_of(unchanged), build("gate", {}), run_of(then)).exit_code == EXIT_OK
+
+
+def test_drivers_of_one_run_are_compared_by_their_tail_only():
+    # Their medians differ by design (each driver's own CPU cost): not a regression.
+    fast = with_median_and_tail(variant("psycopg2-green"), (0.5, 2.0), (0.5, 2.1), (0.5, 1.9))
+    slow = with_median_and_tail(variant("psycopg-binary"), (1.0, 2.0), (1.0, 2.1), (1.0, 1.9))
+    outcome = gate.evaluate(run_of(slow, fast), build("gate", {"max_p99_ratio": 1.2}))
+    assert outcome.exit_code == EXIT_OK, outcome.failures
+    assert [c.check for c in outcome.result.checks if "ratio" in c.check] == ["p99-ratio"]
+
+
 def test_a_comparison_that_cannot_mean_anything_is_an_error_not_a_pass():
     healthy = sampled(variant("psycopg-binary"), 1.0)
     blocking = sampled(variant("psycopg2-green", "hub-blocking"), 0.1)
