@@ -16,9 +16,10 @@ fixed `--rate 400`: a baseline with SLOW_APP_MS=0, --run-runs gates with 0 (must
 --modes bench or run soaks only that one.
 
 Every gate is a real `gevent-probe gate` process, as CI runs it (its own PostgreSQL, 3
-interleaved repeats). Printed per gate: exit code, verdicts and the p99 ratios; then what
-was left behind, and last the false failures and the slowdowns caught. --controls N also
-gates each control alone N times (each must exit 1 with its verdict).
+interleaved repeats). Printed per gate: exit code, verdicts and the ratios (p50 and p99:
+against a saved baseline the gate holds both); then what was left behind, and last the
+false failures and the slowdowns caught. --controls N also gates each control alone N
+times (each must exit 1 with its verdict).
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ def gate(args: list[str], workdir: Path, env: dict[str, str]) -> tuple[int, dict
 
 def summary(code: int, data: dict) -> str:
     verdicts = ", ".join(f"{v['name']} {v['verdict']}" for v in data.get("variants", []))
-    ratios = ", ".join(f"{c['variant']} {c['value']:.2f}x ({_interval(c['detail'])})"
-                       for c in data.get("checks", []) if c["check"].startswith("p99-ratio"))
-    return f"exit {code}: {verdicts}; p99 ratios {ratios or '-'}"
+    ratios = ", ".join(f"{c['variant']} {c['check'][:3]} {c['value']:.2f}x "
+                       f"({_interval(c['detail'])})" for c in data.get("checks", [])
+                       if c["check"].startswith(("p50-ratio", "p99-ratio")))
+    return f"exit {code}: {verdicts}; ratios {ratios or '-'}"
 
 
 def soak(label: str, args: list[str], runs: int, slow_runs: int, slow_env: dict[str, str],
