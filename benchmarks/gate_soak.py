@@ -58,7 +58,7 @@ def gate(args: list[str], workdir: Path, env: dict[str, str]) -> tuple[int, dict
 
 def summary(code: int, data: dict) -> str:
     verdicts = ", ".join(f"{v['name']} {v['verdict']}" for v in data.get("variants", []))
-    ratios = ", ".join(f"{c['variant']} {c['check'][:3]} {c['value']:.2f}x "
+    ratios = ", ".join(f"{c['variant']} {c['check'].replace('-ratio', '')} {c['value']:.2f}x "
                        f"({_interval(c['detail'])})" for c in data.get("checks", [])
                        if c["check"].startswith(("p50-ratio", "p99-ratio")))
     return f"exit {code}: {verdicts}; ratios {ratios or '-'}"
