@@ -42,6 +42,7 @@ from pathlib import Path
 import psutil
 from scipy import stats as scistats
 
+from probe import protocol
 from probe.postgres import database
 from probe.server import SAMPLE_APP, Gunicorn, get
 
@@ -73,7 +74,7 @@ def start(dsn: str, watch: bool, workdir: Path, stack: ExitStack, cpus: set[int]
         main = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
         for proc in [main, *main.children(recursive=True)]:
             proc.cpu_affinity(sorted(cpus))
-    get(server.url + "/_probe/reset")  # the pool opened, as before a real load
+    get(f"{server.url}{protocol.PROBE_PREFIX}/{protocol.RESET}")  # the pool opened, as in a run
     subprocess.run([*wrk_prefix, "wrk", "-t1", "-c10", "-d1s", server.url + "/select1"],
                    capture_output=True, check=True)  # warm
     return server

@@ -13,7 +13,7 @@ import argparse
 import time
 from collections import Counter
 
-from probe import postgres, results, session
+from probe import postgres, results, variant_loop
 from probe.settings import build
 
 HEALTHY = "psycopg2-green,psycopg-binary,psycopg-c,psycopg-python"
@@ -21,7 +21,7 @@ HEALTHY = "psycopg2-green,psycopg-binary,psycopg-c,psycopg-python"
 
 def bench(database: postgres.Database, **flags: object) -> list:
     settings = build("bench", dict(flags))
-    return list(session.run(settings, database, results.new_run_id("bench")).variants)
+    return list(variant_loop.run(settings, database, results.new_run_id("bench")).variants)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from probe import postgres, results, session
+from probe import postgres, results, variant_loop
 from probe.settings import build
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ def measure(database: postgres.Database, app: str, users: int, duration: float):
     settings = build("run", {"app": f"{app}:app", "chdir": EXAMPLES, "users": users,
                              "locustfile": EXAMPLES / "app_locustfile.py",
                              "variants": "psycopg-binary", "duration": duration})
-    (result,) = session.run(settings, database, results.new_run_id("run")).variants
+    (result,) = variant_loop.run(settings, database, results.new_run_id("run")).variants
     return result
 
 

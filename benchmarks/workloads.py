@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from probe import postgres, results, session
+from probe import postgres, results, variant_loop
 from probe.settings import build
 
 VARIANTS = "psycopg2,psycopg2-green,psycopg-binary,psycopg-python,psycopg-python-first"
@@ -48,7 +48,7 @@ def main() -> None:
                 settings = build("bench", {"variants": VARIANTS, "workload": workload,
                                            "connections": connections,
                                            "duration": args.duration})
-                found = {r.name: r for r in session.run(
+                found = {r.name: r for r in variant_loop.run(
                     settings, database, results.new_run_id("bench")).variants}
                 row = [cell(found[n]) if n in found else "-" for n in names]
                 print(f"| {workload} | {connections} | " + " | ".join(row) + " |", flush=True)

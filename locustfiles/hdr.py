@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -30,6 +31,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from probe import protocol, stats
 from probe.lifecycle import die_with_parent
+from probe.results import write_text
 
 OUT_ENV = protocol.LOAD_OUT
 REPORT_KEY = "gevent_probe_hdr"  # our entry in locust's worker -> master stats message
@@ -170,10 +172,7 @@ def load_report(recorder: Recorder, environment: Environment) -> dict[str, Any]:
 
 
 def write_report(path: str, recorder: Recorder, environment: Environment) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(load_report(recorder, environment), f, indent=1)
-    os.replace(tmp, path)  # a reader never sees half a file
+    write_text(Path(path), json.dumps(load_report(recorder, environment), indent=1))
 
 
 _reporters: set[str] = set()

@@ -35,15 +35,16 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from probe import connects, contention, drivers, protocol, stats
-from probe.measure import MAX_MESSAGES, ProbeJob, first_line, probe
+from probe.measure import MAX_MESSAGES, ProbeJob, first_line, probe, usage_since
+from probe.measurement import Deadlock
 from probe.messages import AgentReport, LoadReport
-from probe.model import Deadlock, to_dict
+from probe.model import to_dict
 from probe.monitor import DEADLOCK_AFTER_S, LoopMonitor
 from probe.results import write_text
 from probe.settings import comma_list
 from probe.variants import BY_NAME
 
-PREFIX = "/_probe"
+PREFIX = protocol.PROBE_PREFIX
 StartResponse = Callable[..., Any]
 # The app's own warm-ups (open its pool), run before the load window opens: opening a
 # connection (TLS, SCRAM) computes for milliseconds without yielding, which belongs to the
@@ -189,14 +190,11 @@ class Agent:
                 "runtime": to_dict(self.ensure_driver().runtime())}
 
     def report(self) -> AgentReport:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_s, voluntary, involuntary = usage_since(self._usage)
         load = LoadReport(
             db_hdr=stats.encode(self.db), queries=self.queries, errors=self.db_errors,
             wall_s=round(time.perf_counter() - self._since, 6), busy_s=round(self.busy_ns / 1e9, 6),
-            cpu_s=round(usage.ru_utime + usage.ru_stime
-                        - self._usage.ru_utime - self._usage.ru_stime, 6),
-            voluntary_ctx=usage.ru_nvcsw - self._usage.ru_nvcsw,
-            involuntary_ctx=usage.ru_nivcsw - self._usage.ru_nivcsw,
+            cpu_s=cpu_s, voluntary_ctx=voluntary, involuntary_ctx=involuntary,
             first_error=self.first_error,
             lock=contention.STATS.report() if "psycopg" in sys.modules else None,
             workload=os.environ.get(protocol.WORKLOAD) or "select1",
@@ -227,14 +225,14 @@ class Agent:
         """WSGI for PATH_INFO under /_probe/."""
         route = environ.get("PATH_INFO", "")[len(PREFIX):].strip("/")
         query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-        if route == "healthz":
+        if route == protocol.HEALTHZ:
             return respond(start_response, "200 OK", "ok")
-        if route == "diag":
+        if route == protocol.DIAG:
             try:
                 return respond_json(start_response, self.diag())
             except Exception as ex:  # e.g. the driver cannot be imported in this worker
                 return respond_json(start_response, {"pid": self.pid, "failed": first_line(ex)})
-        if route == "reset":
+        if route == protocol.RESET:
             try:
                 for warm_up in WARM_UPS:
                     warm_up()
@@ -243,7 +241,7 @@ class Agent:
             finally:
                 self.reset()
             return respond_json(start_response, {"pid": self.pid})
-        if route == "measure":
+        if route == protocol.MEASURE:
             try:
                 report = self.measure(query.get("token", ""), int(query["concurrency"]),
                                       float(query["sleep_ms"]), int(query["rounds"]))

@@ -6,10 +6,11 @@ installed, yet fails at import (psycopg 3.3.9 + psycopg-c 3.3.8: AttributeError 
 
 from __future__ import annotations
 
+from probe.measurement import Runtime
 from probe.messages import WorkerJob
-from probe.model import Runtime, Unavailable
-from probe.runner import WorkerFailed, run_worker
+from probe.model import Unavailable
 from probe.variants import Variant, for_mode
+from probe.worker_process import WorkerFailed, run_worker
 
 CHECK_TIMEOUT_S = 60.0
 

@@ -8,13 +8,20 @@ be trusted here); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from probe import __version__
 from probe.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ProbeError
+
+if TYPE_CHECKING:  # imported where used: `gevent-probe --help` stays fast
+    from probe.gate import GateOutcome
+    from probe.model import MatrixResult, RunResult
+    from probe.settings import Settings
+    from probe.variant_loop import Progress
 
 COMMANDS = {
     "bench": "driver matrix without HTTP: seconds, a fresh process per variant",
@@ -55,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _add_flag(cmd: argparse.ArgumentParser, f: Any) -> None:
+def _add_flag(cmd: argparse.ArgumentParser, f: dataclasses.Field[Any]) -> None:
     from probe.settings import flag_name, kind_of
 
     meta = f.metadata
@@ -110,7 +117,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _measure(args)
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def _settings(args: argparse.Namespace) -> Settings:
     from probe.settings import build
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
@@ -118,27 +125,27 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    from probe import format as fmt
+    from probe.report import terminal
     from probe.variants import select
 
     settings = _settings(args)
     select(settings.variants, settings.measuring_mode)  # unknown names fail before any server
     result, path = measure(settings)
-    print(fmt.results_table(result, color=sys.stdout.isatty(), width=_width()), end="")
+    print(terminal.results_table(result, color=sys.stdout.isatty(), width=_width()), end="")
     print(f"results: {path}\nreport:  {path.parent / 'report.html'}")
     return _exit_code(result)
 
 
-def measure(settings: Any, reports: bool = True) -> tuple[Any, Path]:
+def measure(settings: Settings, reports: bool = True) -> tuple[RunResult, Path]:
     """Measure as `settings` say, writing results.json after every variant; (result, path).
     `reports`: render them too (the gate renders them once it has judged)."""
-    from probe import postgres, results, session
+    from probe import postgres, results, variant_loop
 
     run_id, path = results.prepare(settings.output_dir, settings.json_path,
                                    settings.measuring_mode)
-    written: list[Any] = []  # the last partial result on disk, for an interrupted run
+    written: list[RunResult] = []  # the last partial result on disk, for an interrupted run
 
-    def sink(partial: Any) -> None:
+    def sink(partial: RunResult) -> None:
         results.write(partial, path)
         written[:] = [partial]
 
@@ -147,11 +154,11 @@ def measure(settings: Any, reports: bool = True) -> tuple[Any, Path]:
                 postgres.database(settings.dsn) as database:
             app = None
             if settings.measuring_mode == "run":
-                from probe.system import check_app
+                from probe.run_transport import check_app
 
                 app = check_app(settings, database.dsn)
             with _progress() as progress:
-                result = session.run(settings, database, run_id, progress, sink=sink, app=app)
+                result = variant_loop.run(settings, database, run_id, progress, sink=sink, app=app)
     except KeyboardInterrupt:
         if written:
             write_all(written[0], path)
@@ -166,14 +173,14 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) after some variants were measured: what was kept, and where."""
 
 
-def _interrupted(result: Any, path: Path) -> str:
+def _interrupted(result: RunResult, path: Path) -> str:
     done = ", ".join(v.name for v in result.variants) or "none"
     return (f"interrupted after {len(result.variants)} variant(s) ({done}); everything it "
             f"started was stopped. {path} holds what was measured (complete: false), "
             f"with {path.parent / 'report.md'} and {path.parent / 'report.html'}")
 
 
-def write_all(result: Any, path: Path) -> None:
+def write_all(result: RunResult | MatrixResult, path: Path) -> None:
     """results.json, then report.md and report.html beside it. A report that fails to render
     costs the report, never the results: they are written first."""
     from probe import results
@@ -188,8 +195,8 @@ def write_all(result: Any, path: Path) -> None:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from probe import format as fmt
     from probe import gate, results
+    from probe.report import terminal
     from probe.variants import select
 
     settings = _settings(args)
@@ -204,9 +211,10 @@ def _gate(args: argparse.Namespace) -> int:
     outcome = gate.evaluate(result, settings, baseline)
     if path is not None:
         write_all(outcome.result, path)
-    print(fmt.results_table(outcome.result, color=sys.stdout.isatty(), width=_width()), end="")
-    print(fmt.checks_table(outcome.result, outcome.notes, color=sys.stdout.isatty(),
-                           width=_width()), end="")
+    color = sys.stdout.isatty()
+    print(terminal.results_table(outcome.result, color=color, width=_width()), end="")
+    print(terminal.checks_table(outcome.result, outcome.notes, color=color, width=_width()),
+          end="")
     if path is not None:
         print(f"results: {path}\nreport:  {path.parent / 'report.html'}")
     _ci_outputs(outcome, settings)
@@ -217,7 +225,7 @@ def _gate(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def _run_result(result: Any, path: Path) -> Any:
+def _run_result(result: RunResult | MatrixResult, path: Path) -> RunResult:
     from probe.model import RunResult
 
     if not isinstance(result, RunResult):
@@ -225,27 +233,28 @@ def _run_result(result: Any, path: Path) -> Any:
     return result
 
 
-def _ci_outputs(outcome: Any, settings: Any) -> None:
+def _ci_outputs(outcome: GateOutcome, settings: Settings) -> None:
     import os
 
-    from probe import baseline, gate, results
+    from probe import baseline, results
+    from probe.report import ci
 
     if settings.junit:
-        results.write_text(settings.junit, gate.junit(outcome))
+        results.write_text(settings.junit, ci.junit(outcome))
     if settings.save_baseline:
         print(baseline.save(outcome.result, settings.save_baseline, settings.baseline_runs))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         try:
             with open(summary, "a") as f:
-                f.write(gate.step_summary(outcome))
+                f.write(ci.step_summary(outcome))
         except OSError as ex:
             raise ProbeError(f"cannot append to $GITHUB_STEP_SUMMARY: {ex.strerror}") from None
 
 
 def _selftest(args: argparse.Namespace) -> int:
     """The controls and one healthy driver: 0 only when each is classified right."""
-    from probe import format as fmt
+    from probe.report import terminal
     from probe.settings import build
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
@@ -253,7 +262,7 @@ def _selftest(args: argparse.Namespace) -> int:
     flags["queries"] = flags.get("queries") or 100
     settings = build("selftest", flags, args.config)
     result, path = measure(settings)
-    print(fmt.results_table(result, color=sys.stdout.isatty(), width=_width()), end="")
+    print(terminal.results_table(result, color=sys.stdout.isatty(), width=_width()), end="")
     from probe.variants import BY_NAME
 
     wrong = [f"{r.name} gave {r.verdict}, expected {BY_NAME[r.name].expected}"
@@ -269,8 +278,8 @@ def _selftest(args: argparse.Namespace) -> int:
 
 
 def _matrix(args: argparse.Namespace) -> int:
-    from probe import format as fmt
     from probe import matrix, postgres, results
+    from probe.report import terminal
 
     settings = _settings(args)
     versions = matrix.expand(settings.versions or "", settings.package)  # before any server
@@ -280,7 +289,7 @@ def _matrix(args: argparse.Namespace) -> int:
         result = matrix.run(settings, database, run_id, versions, progress,
                             sink=lambda partial: results.write(partial, path))
     write_all(result, path)
-    print(fmt.matrix_table(result, color=sys.stdout.isatty(), width=_width()), end="")
+    print(terminal.matrix_table(result, color=sys.stdout.isatty(), width=_width()), end="")
     print(f"results: {path}\nreport:  {path.parent / 'report.html'}")
     untrusted = [f"{v.version}: {p}" for v in result.versions
                  for p in (*v.control_problems, *([v.aborted] if v.aborted else []))]
@@ -304,7 +313,7 @@ def _width() -> int | None:
     return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
-def _exit_code(result: Any) -> int:
+def _exit_code(result: RunResult | MatrixResult) -> int:
     if result.aborted:
         print(f"gevent-probe: error: {result.aborted}", file=sys.stderr)
         return EXIT_USAGE
@@ -336,18 +345,18 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _variants(args: argparse.Namespace) -> int:
-    from probe import format as fmt
     from probe.availability import check_all
+    from probe.report import terminal
 
-    print(fmt.variants_table(check_all(args.mode), args.mode, color=sys.stdout.isatty(),
-                              width=_width()), end="")
+    print(terminal.variants_table(check_all(args.mode), args.mode, color=sys.stdout.isatty(),
+                                  width=_width()), end="")
     return EXIT_OK
 
 
 class _progress:
     """A live line on stderr; plain lines when stderr is not a terminal."""
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Progress:
         self._live = None
         if sys.stderr.isatty():
             from rich.console import Console

@@ -43,7 +43,8 @@ from probe.fixes import (
     hub_blocking_fix,
     rerun_fix,
 )
-from probe.model import Measurement, Runtime, Verdict
+from probe.measurement import Measurement, Runtime
+from probe.model import Verdict
 
 __all__ = ["Judgement", "Signals", "failed_requests", "hub_blocking_fix", "judge", "signals",
            "untrustworthy", "wait_sentence"]
@@ -177,7 +178,7 @@ def _starved(m: Measurement) -> bool:
 
 def driver_errors(m: Measurement) -> bool:
     """The driver raised on more than 1% of the load's units (the server still answering:
-    the session stops the run when it does not)."""
+    the variant loop stops the run when it does not)."""
     attempts = m.db.queries + m.db.errors
     return bool(attempts and m.db.errors / attempts > t.MAX_ERROR_RATE
                 and m.db.errors_by_message)

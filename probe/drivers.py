@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from probe.model import AppDriver, Runtime
+from probe.measurement import AppDriver, Runtime
 from probe.variants import Variant
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from probe import thresholds as t
 from probe.fixes import release_tuple
 from probe.frames import caller_line, culprit_line
-from probe.model import Deadlock, HttpView, Measurement, Runtime, Slices
+from probe.measurement import Deadlock, HttpView, Measurement, Runtime, Slices
 
 COOPERATIVE_PSYCOPG_WAITS = ("wait_poll", "wait_epoll", "wait_select", "wait_selector")
 

@@ -4,7 +4,7 @@ or the setting to change where it is known."""
 from __future__ import annotations
 
 from probe import thresholds as t
-from probe.model import Deadlock, HttpView, Measurement, Runtime
+from probe.measurement import Deadlock, HttpView, Measurement, Runtime
 
 
 def errors_fix(m: Measurement) -> str:

@@ -35,8 +35,9 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 import probe
-from probe import metadata, protocol, results, session
-from probe.bench import BenchTransport
+from probe import protocol, results, variant_loop
+from probe.bench_transport import BenchTransport
+from probe.environment import collect_environment
 from probe.errors import ProbeError
 from probe.model import MatrixResult, Transition, VersionResult
 from probe.postgres import Database
@@ -228,7 +229,7 @@ def run(settings: Settings, database: Database, run_id: str, versions: list[str]
     names = ",".join(v.name for v in chosen)
     measured: dict[str, VersionResult] = {}
 
-    environment = metadata.collect(database)
+    environment = collect_environment(database)
 
     def assemble(complete: bool) -> MatrixResult:
         tested = tuple(measured[v] for v in versions if v in measured)
@@ -267,13 +268,13 @@ def _measure_version(settings: Settings, database: Database, names: str, version
     transport = BenchTransport(settings, database.dsn, python=str(env.python),
                                env={"PYTHONPATH": str(shim())})
 
-    def tell(s: int, n: int, name: str, state: str) -> None:
+    def tell(inner: int, of: int, name: str, state: str) -> None:
         if progress:
-            progress(step, steps, f"{settings.package} {version}: {name}", state)
+            progress(step, steps, f"{settings.package} {version} [{inner}/{of}]: {name}", state)
 
     scoped = _with_variants(settings, names)
-    result = session.run(scoped, database, results.new_run_id("bench"), tell,
-                         transport=transport)
+    result = variant_loop.run(scoped, database, results.new_run_id("bench"), tell,
+                              transport=transport)
     skipped = "; ".join(f"{u.name}: {u.reason}" for u in result.skipped) or None
     if not result.variants and skipped:
         return VersionResult(version=version, unavailable=skipped)

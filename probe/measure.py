@@ -26,16 +26,20 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.pool import Pool
+from hdrh.histogram import HdrHistogram
 
 from probe import contention, stats, thresholds
 from probe.messages import LoadReport, MonitorReport, ProbeReport, SleepRound
 from probe.monitor import LoopMonitor
 from probe.sched import SchedStat
 from probe.slices import BlockedClock
+
+if TYPE_CHECKING:
+    from probe.drivers import Driver
 
 WARM_UP_QUERIES = 5
 # A load bounded by a query count also stops after this long: a driver that blocks a few ms
@@ -51,7 +55,7 @@ class ProbeJob:
     rounds: int = 3  # at most; the probe stops after the first decisive round
 
 
-def open_connections(driver: Any, dsn: str, count: int) -> list[Any]:
+def open_connections(driver: Driver, dsn: str, count: int) -> list[Any]:
     """`count` connections, opened concurrently and warmed up."""
     pool = Pool(count)
     conns: list[Any] = pool.map(lambda _: driver.connect(dsn), range(count))
@@ -67,7 +71,7 @@ def close_all(conns: list[Any]) -> None:
             continue
 
 
-def probe(driver: Any, job: ProbeJob, monitor: LoopMonitor,
+def probe(driver: Driver, job: ProbeJob, monitor: LoopMonitor,
           conns: list[Any] | None = None) -> ProbeReport:
     """C connections sleep server-side at once, `rounds` times at most."""
     own = conns is None
@@ -92,8 +96,8 @@ def probe(driver: Any, job: ProbeJob, monitor: LoopMonitor,
                        culprits=monitor.tracer.culprits())
 
 
-def _sleep_round(driver: Any, pool: Pool, conns: list[Any], sleep_s: float,
-                 clock: BlockedClock, blocked: Any) -> SleepRound:
+def _sleep_round(driver: Driver, pool: Pool, conns: list[Any], sleep_s: float,
+                 clock: BlockedClock, blocked: HdrHistogram) -> SleepRound:
     """All connections sleep at once: wall time, and the hub thread's CPU meanwhile.
 
     The CPU is the hub thread's own: every greenlet, and so any busy wait, runs there, while the
@@ -114,7 +118,8 @@ def _sleep_round(driver: Any, pool: Pool, conns: list[Any], sleep_s: float,
     return SleepRound(wall_s=wall, cpu_s=(cpu1 - cpu0) / 1e9, runq_s=(runq1 - runq0) / 1e9)
 
 
-def decisive(rounds: list[SleepRound], concurrency: int, sleep_s: float, blocked: Any) -> bool:
+def decisive(rounds: list[SleepRound], concurrency: int, sleep_s: float,
+             blocked: HdrHistogram) -> bool:
     """True when every signal of the rounds so far is at least twice as far from its verdict
     threshold as it needs to be: another round could not change the verdict."""
     wall = statistics.median(r.wall_s for r in rounds)
@@ -132,7 +137,7 @@ def _clear(value: float, threshold: float) -> bool:
     return value <= threshold / 2 or value >= threshold * 2
 
 
-def run_load(driver: Any, conns: list[Any], queries: int | None, duration_s: float | None,
+def run_load(driver: Driver, conns: list[Any], queries: int | None, duration_s: float | None,
              monitor: LoopMonitor, work: Callable[[], None] | None = None,
              workload: str = "select1") -> tuple[LoadReport, MonitorReport]:
     """The workload's unit (probe.workloads; SELECT 1 by default) in one greenlet per entry of
@@ -154,15 +159,13 @@ def run_load(driver: Any, conns: list[Any], queries: int | None, duration_s: flo
     finally:
         monitor.watch_progress(None)
     wall = time.perf_counter() - t0
-    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s, voluntary, involuntary = usage_since(usage0)
     monitor.settle()
     watched = monitor.report()  # before encoding: encoding holds the hub for tens of ms
     return LoadReport(
         db_hdr=stats.encode(load.hist), queries=load.count, errors=load.errors,
         wall_s=round(wall, 6), busy_s=round(load.hist.get_mean_value() * load.count / 1e6, 6),
-        cpu_s=round(usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime, 6),
-        voluntary_ctx=usage1.ru_nvcsw - usage0.ru_nvcsw,
-        involuntary_ctx=usage1.ru_nivcsw - usage0.ru_nivcsw,
+        cpu_s=cpu_s, voluntary_ctx=voluntary, involuntary_ctx=involuntary,
         first_error=load.first_error,
         lock=contention.STATS.report() if driver.variant.driver == "psycopg" else None,
         workload=workload, errors_by_message=dict(load.messages),
@@ -173,8 +176,15 @@ def run_load(driver: Any, conns: list[Any], queries: int | None, duration_s: flo
 MAX_MESSAGES = 10  # distinct error messages counted; the others add to the total only
 
 
+def usage_since(before: resource.struct_rusage) -> tuple[float, int, int]:
+    """(CPU s, voluntary, involuntary context switches) of this process since `before`."""
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    return (round(now.ru_utime + now.ru_stime - before.ru_utime - before.ru_stime, 6),
+            now.ru_nvcsw - before.ru_nvcsw, now.ru_nivcsw - before.ru_nivcsw)
+
+
 class _Load:
-    def __init__(self, driver: Any, work: Callable[[], None] | None,
+    def __init__(self, driver: Driver, work: Callable[[], None] | None,
                  unit: Callable[[Any, Any, int], str]) -> None:
         self.driver = driver
         self.work = work

@@ -2,7 +2,7 @@
 
 A bench worker (probe.worker) gets a WorkerJob on stdin and answers one WorkerReply on its
 pipe; a gunicorn worker's agent (probe.agent) answers the tool's routes with ProbeReports and
-leaves an AgentReport when it exits. probe.summary turns them into the results of probe.model;
+leaves an AgentReport when it exits. probe.aggregate turns them into the results of probe.model;
 they never reach results.json themselves. They go through probe.model's to_dict / from_dict,
 the one JSON mapping.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from probe.model import (
+from probe.measurement import (
     AppDriver,
     Connections,
     Connects,

@@ -38,11 +38,11 @@ from hdrh.histogram import HdrHistogram
 
 from probe import sched, stats
 from probe.alarm import Alarm
+from probe.frames import format_stack, in_loop_poll, sample_stack, walk
+from probe.measurement import MAX_EVENTS, Deadlock, StallEvent, StallKind
 from probe.messages import MonitorReport, SecondLag
-from probe.model import Deadlock, StallEvent, StallKind
-from probe.slices import SliceTracer, format_stack, in_loop_poll, sample_stack, walk
+from probe.slices import SliceTracer
 
-MAX_EVENTS = 2000  # stall events kept for the timeline (the counts stay exact beyond)
 MAX_SECONDS = 3700
 PARTS = ("tracer", "heartbeat", "watchdog")
 RESAMPLE_S = 0.005  # a slice still running is sampled again this often (up to MAX_SAMPLES)

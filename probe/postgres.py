@@ -40,7 +40,7 @@ from typing import Any
 from probe import protocol
 from probe.errors import ProbeError
 from probe.lifecycle import die_with_parent, owned_tempdir, remove_owned, sweep_stale
-from probe.model import BackendWait
+from probe.measurement import BackendWait
 
 TEMP_PREFIX = "gevent-probe-pg-"
 SUPERUSER = "probe"

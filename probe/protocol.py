@@ -1,4 +1,5 @@
-"""What the tool tells the processes it starts: every GEVENT_PROBE_* environment variable.
+"""What the tool tells the processes it starts: every GEVENT_PROBE_* environment variable,
+and the agent's routes.
 
 The measured processes (a bench worker, gunicorn's master and workers, locust) are started by
 the tool and configured through their environment, since gunicorn and locust load our code
@@ -6,7 +7,8 @@ by file name and pass nothing else. Each variable is declared once here, with wh
 what it means; code names them through these constants, never as strings
 (tests/test_protocol.py holds the sources to that). The messages on a bench worker's pipes are
 probe.messages's WorkerJob (stdin) and WorkerReply (its pipe), through the same to_dict /
-from_dict as results; the agent's routes are in probe.agent.
+from_dict as results. The agent in every gunicorn worker answers the tool on the routes
+declared at the end (probe.agent serves them, probe.server and probe.run_transport call them).
 
 Nothing here imports anything: gunicorn's config file and the locustfiles import it early.
 """
@@ -54,5 +56,15 @@ SCHEDULERS = "GEVENT_PROBE_SCHEDULERS"  # locust processes that share the rate
 MAX_IN_FLIGHT = "GEVENT_PROBE_MAX_IN_FLIGHT"  # requests in flight per locust process, at most
 DURATION_S = "GEVENT_PROBE_DURATION_S"  # the load window: nothing is due after it
 
+# -- the agent's routes, in every gunicorn worker (probe.agent) -------------------------------
+PROBE_PREFIX = "/_probe"  # everything under it goes to the agent, never to the app
+HEALTHZ = "healthz"  # "ok": the worker serves
+DIAG = "diag"  # JSON: what this worker runs (driver, wait function, patched modules, locks)
+RESET = "reset"  # warm the app's pool up, then forget what was watched so far
+# JSON: the in-process probe (probe.measure) with ?token=&concurrency=&sleep_ms=&rounds=; the
+# token makes every worker measure once, however gunicorn spreads the requests
+MEASURE = "measure"
+
 DECLARED = frozenset(value for name, value in dict(globals()).items()
-                     if name.isupper() and isinstance(value, str))
+                     if name.isupper() and isinstance(value, str)
+                     and value.startswith("GEVENT_PROBE_"))

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from probe.model import HeldSlice
+    from probe.measurement import HeldSlice
 
 DEFAULT_MAX_MS = 10.0
 DEFAULT_MAX_CONNECT_MS = 50.0

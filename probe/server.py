@@ -32,7 +32,6 @@ from probe.postgres import free_port
 GUNICORN_CONF = Path(str(resources.files("probe.apps") / "gunicorn_conf.py"))
 SAMPLE_APP = "probe.apps.probe_app:application"
 OWN_APP = "probe.apps.byo:application"  # the user's app, with the probe's routes beside it
-PROBE_PREFIX = "/_probe"
 READY_TIMEOUT_S = 30.0
 
 
@@ -89,7 +88,7 @@ class Gunicorn:
             if self.proc is None or self.proc.poll() is not None:
                 raise ProbeError(f"gunicorn exited during start-up: {self.log_tail()}")
             try:
-                get(self.url + PROBE_PREFIX + "/healthz", timeout=1)
+                get(f"{self.url}{protocol.PROBE_PREFIX}/{protocol.HEALTHZ}", timeout=1)
             except (OSError, urllib.error.URLError):
                 time.sleep(0.1)
                 continue
@@ -109,13 +108,13 @@ class Gunicorn:
             return []
 
     def each_worker(self, path: str, timeout: float = 60) -> dict[int, Any]:
-        """GET PROBE_PREFIX + path until every worker answered once; gunicorn picks the worker
-        of each connection, not us, so we go on until all pids have been seen (a worker still
-        booting answers later), for READY_TIMEOUT_S at most."""
+        """GET the agent's `path` (protocol.PROBE_PREFIX + path) until every worker answered
+        once; gunicorn picks the worker of each connection, not us, so we go on until all pids
+        have been seen (a worker still booting answers later), for READY_TIMEOUT_S at most."""
         seen: dict[int, Any] = {}
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
-            reply = get_json(self.url + PROBE_PREFIX + path, timeout=timeout)
+            reply = get_json(self.url + protocol.PROBE_PREFIX + path, timeout=timeout)
             if reply["pid"] in seen:
                 time.sleep(0.01)
             seen.setdefault(reply["pid"], reply)

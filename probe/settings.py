@@ -20,15 +20,15 @@ import dataclasses
 import math
 import os
 import shlex
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from probe import protocol, thresholds
+from probe import config_file, protocol, thresholds
 from probe.errors import ProbeError
-from probe.model import VERDICTS, Connections, Mode
+from probe.measurement import Connections
+from probe.model import VERDICTS, Mode
 
 DSN_ENV = protocol.DSN
 MEASURING = ("bench", "run", "gate", "selftest", "matrix")
@@ -374,81 +374,11 @@ def fields_for(command: str) -> list[dataclasses.Field[Any]]:
             if f.metadata and command in f.metadata["commands"]]
 
 
-# -- config files ----------------------------------------------------------------------------
-
-def load_config(path: Path | None, command: str,
-                mode: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
-    """The values a config file sets for `command` (top-level keys, then the tables), and for
-    each, where it was set ("duration in pyproject.toml [tool.gevent-probe]")."""
-    data, source = _read_toml(path)
-    if data is None:
-        return {}, {}
-    values = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    gate_table = data.get("gate", {}) if isinstance(data.get("gate"), dict) else {}
-    tables = [command] if command != "gate" else [mode or gate_table.get("mode") or "bench",
-                                                  "gate"]
-    for table in tables:
-        section = data.get(table, {})
-        if not isinstance(section, dict):
-            raise ProbeError(f"[{table}] in {source} must be a table")
-        values.update(section)
-    known = {f.name for f in dataclasses.fields(Settings) if f.metadata}
-    out, origins = {}, {}
-    for key, value in values.items():
-        name = key.replace("-", "_")
-        name = "json_path" if name == "json" else name
-        if name not in known:
-            raise ProbeError(f"unknown setting {key!r} in {source}")
-        out[name] = value
-        origins[name] = f"{key} in {source}"
-    return out, origins
-
-
-# Settings a flag gives as a comma list, which a config file may also give as a TOML list.
-COMMA_LISTS = ("variants", "fail_on", "versions")
-# ... and as a TOML table of route = ms (max-p99 = {select1 = 25, sleep = 150}).
-ROUTE_LIMITS = ("max_p99", "max_avg")
-
-
-def _from_toml(name: str, value: Any, where: str) -> Any:
-    """A config file's value in the form the flag takes."""
-    if name in COMMA_LISTS and isinstance(value, list):
-        if not all(isinstance(item, str) for item in value):
-            raise ProbeError(f"{where} must be a list of names, got {value!r}")
-        return ",".join(value)
-    if name in ROUTE_LIMITS and isinstance(value, dict):
-        return ",".join(f"{route}={ms}" for route, ms in value.items())
-    if name in ROUTE_LIMITS and isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)  # `max-p99 = 25`
-    return value
-
-
-def _read_toml(path: Path | None) -> tuple[dict[str, Any] | None, str]:
-    explicit = path is not None
-    path = path or Path("pyproject.toml")
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        if explicit:
-            raise ProbeError(f"cannot read config {path}: no such file") from None
-        return None, str(path)
-    except OSError as ex:
-        raise ProbeError(f"cannot read config {path}: {ex.strerror}") from None
-    except tomllib.TOMLDecodeError as ex:
-        raise ProbeError(f"invalid TOML in {path}: {ex}") from None
-    if path.name == "pyproject.toml" or "tool" in data:
-        tool = data.get("tool", {}).get("gevent-probe")
-        if tool is None:
-            return (None, str(path)) if not explicit else ({}, str(path))
-        return tool, f"{path} [tool.gevent-probe]"
-    return data, str(path)
-
-
 def build(command: str, flags: dict[str, Any], config: Path | None = None) -> Settings:
     """Settings for `command`: defaults <- config file <- flags (None means "not given")."""
     given = {k: v for k, v in flags.items() if v is not None}
-    file_values, origins = load_config(config, command, given.get("mode"))
+    known = {f.name for f in dataclasses.fields(Settings) if f.metadata}
+    file_values, origins = config_file.load_config(config, command, known, given.get("mode"))
     merged: dict[str, Any] = {**file_values, **given}
     if merged.get("dsn") is None and os.environ.get(DSN_ENV):
         merged["dsn"] = os.environ[DSN_ENV]
@@ -457,7 +387,7 @@ def build(command: str, flags: dict[str, Any], config: Path | None = None) -> Se
         f = by_name[name]
         where = origins[name] if name in origins and name not in given else None
         if where is not None:
-            value = merged[name] = _from_toml(name, value, where)
+            value = merged[name] = config_file.from_toml(name, value, where)
         _check_field(f, value, where)  # a config file's wrong type fails here, in one line
         if kind_of(f) is Path and isinstance(value, str):
             merged[name] = Path(value)

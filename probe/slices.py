@@ -8,18 +8,17 @@ millisecond. A slice longer than the threshold is *held*, and classified by wher
 spent it (probe.sched): asleep in a blocking call ("blocked": the driver bug this tool exists
 for), on the CPU ("computing": code that does not yield), or waiting for a CPU ("preempted":
 other processes had the cores, which no app change would fix; also the hub woken late
-from an idle poll: see in_loop_poll).
+from an idle poll: see probe.frames.in_loop_poll).
 
 Cost, measured on a 2-core VM: greenlet.settrace calls us on every switch; reading the wall
 clock there costs ~0.4 µs, the thread's CPU clock another 0.7 µs (a system call) and its
 scheduler record 1.1 µs. So the wall clock is read at every switch (every slice's length is
 exact), the other two at most once per `refresh_s` (a quarter of the threshold: 2.5 ms by
-default) and always at the end of a slice longer than that: a held slice's split on and off
-the CPU is known to within a quarter of the shortest one that counts. `precise()` reads them at
-every switch, for the probe's own queries, where a block of 0.5 ms per query must be
-measured. The tracer costs a saturated sample app 3.3% of its throughput (about 1 µs a
-switch in a tight loop, several times that in an app, whose caches it disturbs):
-benchmarks/overhead.py prices each part of the watch.
+default) and at the end of every slice longer: a held slice's split on and off the CPU is
+known to within a quarter of the shortest one that counts. `precise()` reads them at every
+switch, for the probe's own queries (a block of 0.5 ms per query must be measured). The
+tracer costs a saturated sample app 3.3% of its throughput (~1 µs a switch in a tight loop,
+several times that in an app): benchmarks/overhead.py prices each part of the watch.
 
 Stacks: the monitor's watchdog thread samples the hub thread's stack while a slice runs past
 `sample_from_s` (probe.monitor), and hands them to `add_sample`; a held slice keeps the
@@ -39,9 +38,6 @@ from __future__ import annotations
 import gc
 import heapq
 import itertools
-import linecache
-import os
-import sys
 import time
 import typing
 from collections.abc import Callable, Iterator
@@ -53,17 +49,25 @@ import greenlet
 
 from probe import stats
 from probe.alarm import Alarm
-from probe.frames import MAX_CULPRITS, MAX_LONGEST, culprit_line
+from probe.frames import (
+    MAX_CULPRITS,
+    MAX_LONGEST,
+    RawFrame,
+    RawStack,
+    culprit_line,
+    format_stack,
+    frame_text,
+    innermost,
+    walk,
+)
+from probe.measurement import MAX_EVENTS, Connects, Culprit, HeldKind, HeldSlice
 from probe.messages import SecondSlices, SliceReport
-from probe.model import Connects, Culprit, HeldKind, HeldSlice
 from probe.sched import SchedStat
 
 KINDS: tuple[HeldKind, ...] = typing.get_args(HeldKind)
 SMALL_NS = 1 << 20  # slices under ~1 ms are counted in 1.024 µs buckets: no histogram call
-MAX_HELD_EVENTS = 2000  # held slices kept for the timeline (the counts stay exact beyond)
 MAX_SECONDS = 3700
 MAX_SAMPLES = 4  # distinct frames sampled during one slice
-MAX_FRAMES = 20  # per stack, innermost kept
 
 _perf_ns = time.perf_counter_ns
 _tiebreak = itertools.count()
@@ -248,13 +252,13 @@ class SliceTracer:
         entry = self._second_entry(int(started))
         if entry is not None:
             entry[1 + KINDS.index(kind)] += wall
-        if len(self._events) < MAX_HELD_EVENTS:
+        if len(self._events) < MAX_EVENTS:
             self._events.append(HeldSlice(t=round(started, 4), ms=round(wall / 1e6, 3),
                                           kind=kind))
         record = _Held(started, wall, kind, on_cpu, asleep, runq_ns, hub, collector, stacks,
                        yielded, in_connect)
         if kind != "preempted":
-            where = collector or _innermost(stacks[0] if stacks else yielded)
+            where = collector or innermost(stacks[0] if stacks else yielded)
             known = self._culprits.setdefault(where, [0, stacks[0] if stacks else ()])
             known[0] += 1
         item = (wall, next(_tiebreak), record)
@@ -272,14 +276,12 @@ class SliceTracer:
 
     def add_sample(self, seq: int, stack: RawStack, polling: bool = False) -> None:
         """A stack of the hub thread, sampled by another thread while slice `seq` ran;
-        `polling`: the thread was then asleep in the event loop's own poll (in_loop_poll)."""
+        `polling`: the thread was then in the event loop's idle poll (frames.in_loop_poll)."""
         known_seq, stacks = self._samples
-        if known_seq != seq:
-            stacks = ()
+        stacks = stacks if known_seq == seq else ()
         if len(stacks) < MAX_SAMPLES:
             self._samples = (seq, (*stacks, stack))
-        was = self._polling
-        self._polling = (seq, polling and (was[1] if was[0] == seq else True))
+        self._polling = (seq, polling and (self._polling[1] if self._polling[0] == seq else True))
 
     @property
     def knows_runq(self) -> bool:
@@ -375,7 +377,7 @@ class SliceTracer:
     def culprits(self) -> tuple[Culprit, ...]:
         """Where held slices (not preempted ones) were sampled, most often first."""
         ranked = sorted(self._culprits.items(), key=lambda kv: -kv[1][0])
-        return tuple(Culprit(frame=_frame_text(where), count=n, stack=format_stack(stack))
+        return tuple(Culprit(frame=frame_text(where), count=n, stack=format_stack(stack))
                      for where, (n, stack) in ranked[:MAX_CULPRITS])
 
 
@@ -399,27 +401,6 @@ def held_kind(on_cpu: int, runq: int, asleep: int) -> HeldKind:
     if runq > max(on_cpu, asleep):
         return "preempted"
     return "blocked" if 2 * asleep >= on_cpu else "computing"
-
-
-def in_loop_poll(stack: RawStack, *wchans: str) -> bool:
-    """The hub in its event loop's own poll, not in a callback: no Python frame above Hub.run,
-    and the kernel saw the thread wait in epoll, or runnable ("0": woken, not yet given a CPU),
-    in one of the `wchans` read around the sample (probe.sched; the thread may wake between a
-    read and the sample). An idle hub asks to be woken when a socket is ready or the next
-    timer (the heartbeat's, every few ms) is due; still there past the threshold, it was woken
-    late: the thread did not get a CPU (a VM's stolen time reads as asleep in schedstat). So a
-    hub run whose every sample is that is the machine's doing, not a held hub. Both tests are
-    needed: a C function run directly as a callback (a builtin) shows only Hub.run too, but
-    sleeps elsewhere than in epoll (hrtimer_nanosleep, a futex)."""
-    if not stack or not any("epoll" in w or w == "0" for w in wchans):
-        return False
-    filename, _, function = stack[-1]
-    return function == "run" and filename.endswith(_HUB_FILE)
-
-
-_HUB_FILE = os.path.join("gevent", "hub.py")
-RawFrame = tuple[str, int, str]  # file, line, function
-RawStack = tuple[RawFrame, ...]  # innermost last
 
 
 @dataclass(frozen=True)
@@ -466,44 +447,3 @@ class BlockedClock:
         start = self._tracer.blocked_ns()
         yield
         record(max(0, (self._tracer.blocked_ns() - start) // 1000))
-
-
-def sample_stack(thread_ident: int) -> RawStack | None:
-    """The stack of another thread, innermost last (for the watchdog). Only attributes are
-    read: no source lines, no file access, which in this thread would wait for the GIL at
-    every system call while the hub computes."""
-    frame = sys._current_frames().get(thread_ident)
-    return walk(frame) if frame is not None else None
-
-
-def walk(frame: Any) -> RawStack:
-    found: list[RawFrame] = []
-    while frame is not None and len(found) < MAX_FRAMES:
-        found.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
-        frame = frame.f_back
-    return tuple(reversed(found))
-
-
-def format_stack(stack: RawStack) -> tuple[str, ...]:
-    """Text lines as the traceback module prints them (probe.frames reads those)."""
-    lines = []
-    for filename, lineno, name in stack:
-        lines.append(f'  File "{filename}", line {lineno}, in {name}')
-        source = linecache.getline(filename, lineno).strip()
-        if source:
-            lines.append(f"    {source}")
-    return tuple(lines)
-
-
-def _innermost(stack: RawStack) -> RawFrame | str:
-    """The frame a culprit is named by: the innermost one outside gevent."""
-    for frame in reversed(stack):
-        if "/gevent/" not in frame[0]:
-            return frame
-    return stack[-1] if stack else "?"
-
-
-def _frame_text(where: RawFrame | str) -> str:
-    if isinstance(where, str):
-        return where
-    return culprit_line(format_stack((where,))) or "?"

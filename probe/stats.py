@@ -13,8 +13,8 @@ from collections.abc import Iterable
 
 from hdrh.histogram import HdrHistogram
 
+from probe.measurement import LagSummary, LatencySummary
 from probe.messages import SleepRound
-from probe.model import LagSummary, LatencySummary
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000
@@ -55,13 +55,10 @@ def _ms(us: float) -> float:
 def latency_summary(hist: HdrHistogram) -> LatencySummary:
     if hist.get_total_count() == 0:
         return LatencySummary(avg=0.0, p50=0.0, p90=0.0, p99=0.0, p999=0.0, max=0.0, count=0)
+    at = hist.get_percentile_to_value_dict([50, 90, 99, 99.9])  # one walk of the buckets
     return LatencySummary(
-        avg=_ms(hist.get_mean_value()),
-        p50=_ms(hist.get_value_at_percentile(50)),
-        p90=_ms(hist.get_value_at_percentile(90)),
-        p99=_ms(hist.get_value_at_percentile(99)),
-        p999=_ms(hist.get_value_at_percentile(99.9)),
-        max=_ms(hist.get_max_value()),
+        avg=_ms(hist.get_mean_value()), p50=_ms(at[50]), p90=_ms(at[90]), p99=_ms(at[99]),
+        p999=_ms(at[99.9]), max=_ms(hist.get_max_value()),
         count=hist.get_total_count(),
     )
 
@@ -69,11 +66,9 @@ def latency_summary(hist: HdrHistogram) -> LatencySummary:
 def lag_summary(hist: HdrHistogram) -> LagSummary:
     if hist.get_total_count() == 0:
         return LagSummary(p50=0.0, p99=0.0, p999=0.0, max=0.0, samples=0)
+    at = hist.get_percentile_to_value_dict([50, 99, 99.9])
     return LagSummary(
-        p50=_ms(hist.get_value_at_percentile(50)),
-        p99=_ms(hist.get_value_at_percentile(99)),
-        p999=_ms(hist.get_value_at_percentile(99.9)),
-        max=_ms(hist.get_max_value()),
+        p50=_ms(at[50]), p99=_ms(at[99]), p999=_ms(at[99.9]), max=_ms(hist.get_max_value()),
         samples=hist.get_total_count(),
     )
 

@@ -1,6 +1,6 @@
 """Bench worker: one fresh process per variant, measuring from inside with gevent patched.
 
-Started by probe.runner as `python -m probe.worker --pipe FD`. The job (messages.WorkerJob)
+Started by probe.worker_process as `python -m probe.worker --pipe FD`. The job (messages.WorkerJob)
 arrives as JSON on stdin, so nothing of the DSN shows in `ps`; the reply (messages.WorkerReply)
 leaves as JSON on the pipe, so stdout and stderr stay free for humans and tracebacks.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from probe import stats, thresholds
-from probe.model import (
+from probe.measurement import (
     Contention,
     Cpu,
     DbLoad,

@@ -1,7 +1,7 @@
 import dataclasses
 
 from probe import detect, thresholds
-from probe.model import Connects, Cpu, DbLoad, HttpView, LagSummary, RouteStats, Stalls
+from probe.measurement import Connects, Cpu, DbLoad, HttpView, LagSummary, RouteStats, Stalls
 from tests.factories import contention, held, latency, measurement, runtime, serial, slices
 
 

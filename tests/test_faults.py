@@ -190,16 +190,16 @@ def test_kill_9_while_gunicorn_starts(tmp_path):
 
 
 def test_an_unexpected_error_costs_one_variant_not_the_run(tmp_path, monkeypatch, capsys):
-    from probe import summary
+    from probe import aggregate
 
-    real = summary.from_bench
+    real = aggregate.from_bench
 
     def broken(report):
         if report.variant == "psycopg-c":
             raise KeyError("a bug in the summary")
         return real(report)
 
-    monkeypatch.setattr(summary, "from_bench", broken)
+    monkeypatch.setattr(aggregate, "from_bench", broken)
     monkeypatch.setattr(signal, "signal", lambda *a: None)  # cli.main's SIGTERM handler
     out = tmp_path / "r.json"
     with pytest.raises(SystemExit) as exit_info:

@@ -1,6 +1,6 @@
 from probe.frames import caller_line, culprit_line, merge_culprits
+from probe.measurement import Culprit
 from probe.messages import SliceReport
-from probe.model import Culprit
 
 
 def test_the_culprit_is_the_innermost_frame_outside_gevent():

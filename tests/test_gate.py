@@ -10,7 +10,9 @@ import pytest
 
 from probe import gate, stats
 from probe.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ProbeError
-from probe.model import HttpView, Repeat, RouteStats
+from probe.measurement import HttpView, RouteStats
+from probe.model import Repeat
+from probe.report import ci
 from probe.settings import build
 from tests.conftest import probe_cli, venv_with
 from tests.factories import latency, measurement
@@ -70,7 +72,7 @@ def test_latency_limits_per_route_and_unknown_routes_or_variants_are_errors():
 
 def test_junit_is_valid_xml_with_a_testcase_per_check():
     result = run_of(variant("psycopg-binary"), variant("psycopg2", "hub-blocking"))
-    xml = gate.junit(gate.evaluate(result, build("gate", {"max_p99": "100"})))
+    xml = ci.junit(gate.evaluate(result, build("gate", {"max_p99": "100"})))
     root = ET.fromstring(xml.encode())
     cases = root.findall("./testsuite/testcase")
     assert root.tag == "testsuites" and len(cases) == 4
@@ -200,7 +202,7 @@ def test_a_baseline_from_another_machine_says_so():
     assert "cpu_count: 8 in the baseline, 2 here" in notes
     assert "PostgreSQL major: 15 in the baseline, 18 here" in notes
     assert "psycopg: 3.1.13 in the baseline, 3.3.8 here" in notes
-    summary = gate.step_summary(gate.evaluate(now, build("gate", {}), then))
+    summary = ci.step_summary(gate.evaluate(now, build("gate", {}), then))
     assert "different environment" in summary and "| psycopg-binary | verdict |" in summary
 
 

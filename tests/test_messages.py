@@ -2,8 +2,9 @@
 
 import json
 
+from probe.measurement import Deadlock
 from probe.messages import WorkerJob, WorkerReply
-from probe.model import Deadlock, from_dict, to_dict
+from probe.model import from_dict, to_dict
 
 
 def test_a_bench_workers_job_and_reply_round_trip_and_old_replies_still_read():

@@ -3,16 +3,8 @@ import json
 
 import pytest
 
-from probe import session, stats
-from probe.model import (
-    SCHEMA,
-    Repeat,
-    RunResult,
-    Unavailable,
-    VariantResult,
-    from_dict,
-    to_dict,
-)
+from probe import stats, variant_loop
+from probe.model import SCHEMA, Repeat, RunResult, Unavailable, VariantResult, from_dict, to_dict
 from tests.factories import contention, held, measurement, slices
 
 
@@ -59,7 +51,7 @@ def test_scrubbing_a_password_leaves_the_histograms_intact():
     (variant,) = run.variants
     measured = dataclasses.replace(variant.measured, histograms={"db": encoded})
     run = dataclasses.replace(run, variants=(dataclasses.replace(variant, measured=measured),))
-    scrubbed = session.scrub(run, f"host=db password={password}")
+    scrubbed = variant_loop.scrub(run, f"host=db password={password}")
     assert password not in scrubbed.command
     assert stats.decode(scrubbed.variants[0].measured.histograms["db"]).get_total_count() == \
         hist.get_total_count()

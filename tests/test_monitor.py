@@ -151,8 +151,8 @@ def test_a_blocking_hub_callback_is_held_and_an_idle_poll_is_not():
 
     from gevent.monkey import get_original
 
+    from probe.frames import in_loop_poll, sample_stack
     from probe.sched import wchan
-    from probe.slices import in_loop_poll, sample_stack
 
     # The hub idle in its event loop's poll, as another thread (the watchdog) samples it:
     # the hub's run loop, asleep in epoll. A VM's stolen time makes that wait long.

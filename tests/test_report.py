@@ -15,16 +15,9 @@ import pytest
 
 from probe import report, results
 from probe.errors import ProbeError
-from probe.model import (
-    MatrixResult,
-    RunResult,
-    StallEvent,
-    Transition,
-    VariantResult,
-    VersionResult,
-)
+from probe.measurement import MAX_EVENTS, StallEvent
+from probe.model import MatrixResult, RunResult, Transition, VariantResult, VersionResult
 from probe.report import plots
-from probe.summary import MAX_EVENTS
 
 DATA = Path(__file__).parent / "data"
 CHROMIUM = "/usr/bin/chromium"

@@ -23,13 +23,8 @@ from markupsafe import Markup, escape
 
 from probe import detect, dsn, thresholds
 from probe.errors import ProbeError
-from probe.model import (
-    HeldSlice,
-    MatrixResult,
-    RunResult,
-    StallEvent,
-    VariantResult,
-)
+from probe.measurement import HeldSlice, StallEvent
+from probe.model import MatrixResult, RunResult, VariantResult
 from probe.report.comparison import LABELS, compare, comparison_banner
 from probe.report.text import (
     and_list,

@@ -31,7 +31,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from probe import detect, stats, thresholds
-from probe.model import RunResult, StallEvent, VariantResult
+from probe.measurement import StallEvent
+from probe.model import RunResult, VariantResult
 
 # Okabe-Ito then tab10: distinguishable for colour-blind readers, then enough for 9+ variants.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probe.model import CheckResult, HeldSlice, RunResult, VariantResult
+from probe.measurement import HeldSlice
+from probe.model import CheckResult, RunResult, VariantResult
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from probe.model import (
-    MatrixResult,
-    Measurement,
-    RunResult,
-    Runtime,
-    Unavailable,
-    VariantResult,
-)
+from probe.measurement import Measurement, Runtime
+from probe.model import MatrixResult, RunResult, Unavailable, VariantResult
 from probe.report.text import short_wait
 from probe.variants import Variant
 

@@ -1,4 +1,4 @@
-from probe import stats, summary
+from probe import aggregate, stats
 from probe.messages import AgentReport, LoadReport, MonitorReport, ProbeReport, SleepRound
 from tests.factories import measurement, runtime, serial
 
@@ -13,7 +13,7 @@ def hist(*values_us: int) -> str:
 def test_repeats_merge_exactly_and_keep_the_median_probe():
     runs = [measurement(serialization=serial(r), histograms={"db": hist(100, 200)})
             for r in (1.0, 16.0, 1.1)]
-    merged = summary.merge(runs)
+    merged = aggregate.merge(runs)
     assert merged.serialization.ratio == 1.1
     assert stats.decode(merged.histograms["db"]).get_total_count() == 6
     assert merged.db.latency_ms.count == 6 and merged.db.queries == 3 * 4800
@@ -35,7 +35,7 @@ def _agent(pid: int) -> AgentReport:
 
 
 def test_run_takes_the_worst_worker_and_names_the_one_that_died():
-    m = summary.from_run(connections="per-greenlet",
+    m = aggregate.from_run(connections="per-greenlet",
                          probes=[_probe(10, 0.052), _probe(11, 0.8)],
                          agents=[_agent(10), _agent(12)], diag_pids=[10, 11],
                          load_data={"histograms": {"select1": hist(1000)},
@@ -50,7 +50,7 @@ def test_run_takes_the_worst_worker_and_names_the_one_that_died():
 
 
 def test_repeats_of_a_run_keep_each_fields_meaning():
-    from probe.model import HttpView, RouteStats, Stalls
+    from probe.measurement import HttpView, RouteStats, Stalls
     from tests.factories import latency
 
     def repeat(stalled_ms: float, blocked: float, p99_us: int) -> object:
@@ -63,7 +63,7 @@ def test_repeats_of_a_run_keep_each_fields_meaning():
                                          watched_ms=5000),
                            histograms={"http:select1": hist(*[p99_us] * 100)})
 
-    merged = summary.merge([repeat(0, 0.0, 1000), repeat(1000, 0.0, 1000),
+    merged = aggregate.merge([repeat(0, 0.0, 1000), repeat(1000, 0.0, 1000),
                             repeat(500, 1.5, 9000)])
     assert merged.stalls.share == 0.1 and merged.stalls.watched_ms == 15000
     assert merged.blocked_ms.p50 == 1.5  # the worst repeat, as the worst worker

@@ -18,20 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from probe import detect, metadata, summary
+from probe import aggregate, detect
 from probe import dsn as dsn_mod
+from probe.environment import collect_environment
 from probe.errors import ProbeError
 from probe.lifecycle import owned_scratch, sweep_stale
-from probe.model import (
-    AppInfo,
-    Measurement,
-    Repeat,
-    RunResult,
-    Unavailable,
-    VariantResult,
-    from_dict,
-    to_dict,
-)
+from probe.measurement import AppInfo, Measurement
+from probe.model import Repeat, RunResult, Unavailable, VariantResult, from_dict, to_dict
 from probe.postgres import Database, answers
 from probe.settings import Settings
 from probe.variants import Variant, select
@@ -59,7 +52,7 @@ def run(settings: Settings, database: Database, run_id: str,
     times: dict[str, list[str]] = {}
     aborted: str | None = None
     steps = len(chosen) * settings.repeats
-    environment = metadata.collect(database)
+    environment = collect_environment(database)
 
     def assemble(complete: bool) -> RunResult:
         if app is not None:  # drivers the app imported lazily are known once it has run
@@ -169,10 +162,10 @@ class Transport(Protocol):
 
 def _transport(settings: Settings, database: Database, workdir: Path) -> Transport:
     if settings.measuring_mode == "run":
-        from probe.system import HttpTransport
+        from probe.run_transport import HttpTransport
 
         return HttpTransport(settings, database.dsn, workdir)
-    from probe.bench import BenchTransport
+    from probe.bench_transport import BenchTransport
 
     return BenchTransport(settings, database.dsn)
 
@@ -186,14 +179,14 @@ def _measure(transport: Transport, variant: Variant, database: Database,
         reason = str(ex)
     except Exception as ex:  # a bug of ours must cost one variant, not the run
         reason = f"unexpected {type(ex).__name__} while measuring: {ex}".splitlines()[0]
-    return summary.failed(variant, dsn_mod.scrub(reason, database.dsn))
+    return aggregate.failed(variant, dsn_mod.scrub(reason, database.dsn))
 
 
 def _variant_result(variant: Variant, measurements: list[Measurement], started: list[str],
                     settings: Settings) -> VariantResult:
     own_app = bool(settings.app)
     judgements = [detect.judge(m, own_app) for m in measurements]
-    merged = summary.merge(measurements)
+    merged = aggregate.merge(measurements)
     overall = detect.judge(merged, own_app)
     verdicts = [j.verdict for j in judgements]
     if len(set(verdicts)) > 1:

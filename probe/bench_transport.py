@@ -1,7 +1,7 @@
 """The bench transport: each variant measured in a fresh worker process, no HTTP.
 
 Greenlets query PostgreSQL directly: seconds instead of minutes. The worker (probe.worker)
-runs probe.measure and sends its raw report back on a pipe; probe.summary turns it into the
+runs probe.measure and sends its raw report back on a pipe; probe.aggregate turns it into the
 same Measurement that `run` produces.
 """
 
@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from probe import summary
+from probe import aggregate
+from probe.measurement import Measurement
 from probe.messages import WorkerJob, WorkerReply
-from probe.model import Measurement, Unavailable
+from probe.model import Unavailable
 from probe.postgres import lock_waits
-from probe.runner import WorkerFailed, run_worker
 from probe.settings import Settings
 from probe.variants import Variant
+from probe.worker_process import WorkerFailed, run_worker
 
 START_BUDGET_S = 60.0  # interpreter, gevent and driver imports, connections
 WORST_QUERY_S = 0.01  # budget per SELECT 1 when a count, not a duration, bounds the load
@@ -55,18 +56,21 @@ class BenchTransport:
         return START_BUDGET_S + s.probe_budget_s + load
 
     def measure(self, variant: Variant,
-                phase: Callable[[str], None] | None = None) -> Measurement | Unavailable:
+                phase: Callable[[str], None] = lambda state: None) -> Measurement | Unavailable:
+        s = self.settings
+        phase(f"in a fresh worker process: the probe, then {s.load_s:g} s of load" if s.load_s
+              else f"in a fresh worker process: the probe, then {s.queries} queries a greenlet")
         try:
             reply = run_worker("probe.worker", self.job(variant),
                                {**self.env, **variant.environment()}, self.timeout_s(),
                                self.python, stuck=self._stuck)
         except WorkerFailed as ex:
-            return summary.failed(variant, f"The measured process failed: {ex}")
+            return aggregate.failed(variant, f"The measured process failed: {ex}")
         if reply.deadlock is not None:
-            return summary.deadlocked(variant, reply.deadlock)
+            return aggregate.deadlocked(variant, reply.deadlock)
         if reply.unavailable is not None:
             return Unavailable(variant.name, reply.unavailable, variant.install_hint)
         if reply.report is None:
-            return summary.failed(variant, "The measured process stopped: "
+            return aggregate.failed(variant, "The measured process stopped: "
                                            f"{reply.failed or 'it sent no report'}")
-        return summary.from_bench(reply.report)
+        return aggregate.from_bench(reply.report)

@@ -19,12 +19,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from probe import availability, protocol, summary
+from probe import aggregate, availability, protocol
 from probe import dsn as dsn_mod
 from probe.errors import ProbeError
 from probe.load import LoadStopped, run_locust
+from probe.measurement import AppDriver, AppInfo, Deadlock, Measurement
 from probe.messages import AgentReport, ProbeReport
-from probe.model import AppDriver, AppInfo, Deadlock, Measurement, Unavailable, from_dict
+from probe.model import Unavailable, from_dict
 from probe.postgres import lock_waits
 from probe.server import OWN_APP, SAMPLE_APP, Gunicorn
 from probe.settings import Settings
@@ -65,7 +66,7 @@ class HttpTransport:
                 if s.warm_up_s:
                     phase(f"warm-up: {s.warm_up_s:g} s of load, not measured")
                     run_locust(s, server.url, workdir, s.warm_up_s, label="warm-up")
-                for pid, reply in server.each_worker("/reset").items():
+                for pid, reply in server.each_worker(f"/{protocol.RESET}").items():
                     if "failed" in reply:
                         raise ProbeError(f"worker {pid} could not open its connections before "
                                          f"the load: {reply['failed']}")
@@ -79,12 +80,12 @@ class HttpTransport:
                     return self._deadlocked(variant, server, workdir)
                 phase("stopping gunicorn")
         except ProbeError as ex:
-            return summary.failed(variant, str(ex))
+            return aggregate.failed(variant, str(ex))
         agents = [from_dict(AgentReport, r) for r in server.final_reports()]
         if not probes:
-            return summary.failed(variant, "; ".join(problems) or
+            return aggregate.failed(variant, "; ".join(problems) or
                                   "no gunicorn worker answered the probe")
-        return summary.from_run(
+        return aggregate.from_run(
             connections=s.connection_mode, probes=probes, agents=agents, diag_pids=diag,
             load_data=outcome.data, load_s=outcome.load_s, load_started=outcome.started,
             scenario=str(s.locustfile) if s.locustfile else s.scenario, users=s.users,
@@ -97,7 +98,7 @@ class HttpTransport:
         found = from_dict(Deadlock, json.loads(next(workdir.glob(DEADLOCKED)).read_text()))
         found = dataclasses.replace(found, backends=tuple(lock_waits(self.dsn)))
         server.kill()
-        return summary.deadlocked(variant, found)
+        return aggregate.deadlocked(variant, found)
 
     def _unavailable(self, variant: Variant) -> Unavailable | None:
         """A driver that cannot import would only crash gunicorn: ask once per variant."""
@@ -121,14 +122,14 @@ class HttpTransport:
                 protocol.WORKLOAD: s.workload}
 
     def _diag(self, server: Gunicorn) -> tuple[list[int], list[str]]:
-        replies = server.each_worker("/diag")
+        replies = server.each_worker(f"/{protocol.DIAG}")
         problems = [f"gunicorn worker {pid} could not load the driver: {r['failed']}"
                     for pid, r in replies.items() if "failed" in r]
         return sorted(replies), problems
 
     def _probe(self, server: Gunicorn, problems: list[str]) -> list[ProbeReport]:
         s = self.settings
-        query = (f"/measure?token={uuid.uuid4().hex}&concurrency={s.concurrency}"
+        query = (f"/{protocol.MEASURE}?token={uuid.uuid4().hex}&concurrency={s.concurrency}"
                  f"&sleep_ms={s.sleep_ms:g}&rounds={s.rounds}")
         replies = server.each_worker(query, timeout=60 + s.probe_budget_s)
         reports = []
