@@ -313,7 +313,7 @@ def _width() -> int | None:
     return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
-def _exit_code(result: RunResult | MatrixResult) -> int:
+def _exit_code(result: RunResult) -> int:
     if result.aborted:
         print(f"gevent-probe: error: {result.aborted}", file=sys.stderr)
         return EXIT_USAGE
