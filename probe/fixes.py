@@ -120,11 +120,15 @@ def computing_fix(m: Measurement) -> str:
 def _held_where(m: Measurement, kind: str) -> str:
     s = m.slices
     held = [h for h in (s.longest if s else ()) if h.kind == kind]
-    for h in held:
-        if h.frames or h.yielded_at:
-            return h.frames[0] if h.frames else str(h.yielded_at)
-    if s and s.culprits:
+    sampled = next((h.frames[0] for h in held if h.frames), None)
+    if sampled:
+        return sampled
+    if s and s.culprits and s.culprits[0].sampled:
         return s.culprits[0].frame
+    # Nothing sampled while it ran: where it switched out is a hint, and said to be one.
+    switched = next((h.yielded_at for h in held if h.yielded_at), None)
+    if switched:
+        return f"not sampled while it ran; it yielded next at {switched}"
     return "the frames the report lists"
 
 

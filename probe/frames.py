@@ -47,15 +47,16 @@ _LIBRARY = ("/site-packages/", "/dist-packages/", "/lib/python3", "<frozen ")
 
 
 def merge_culprits(reports: list[Any]) -> tuple[Culprit, ...]:
-    """Culprits of several monitor reports, most sampled first."""
-    counts: Counter[str] = Counter()
-    stacks: dict[str, tuple[str, ...]] = {}
+    """Culprits of several monitor reports, most sampled first, then unsampled ones."""
+    counts: Counter[tuple[str, bool]] = Counter()
+    stacks: dict[tuple[str, bool], tuple[str, ...]] = {}
     for report in reports:
         for c in report.culprits:
-            counts[c.frame] += c.count
-            stacks.setdefault(c.frame, c.stack)
-    return tuple(Culprit(frame=f, count=n, stack=stacks[f])
-                 for f, n in counts.most_common(MAX_CULPRITS))
+            counts[c.frame, c.sampled] += c.count
+            stacks.setdefault((c.frame, c.sampled), c.stack)
+    ranked = sorted(counts.items(), key=lambda kv: (not kv[0][1], -kv[1]))
+    return tuple(Culprit(frame=f, count=n, stack=stacks[f, sampled], sampled=sampled)
+                 for (f, sampled), n in ranked[:MAX_CULPRITS])
 
 
 # -- stacks as the watchdog samples them: raw until a report formats them ----------------

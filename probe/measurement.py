@@ -82,6 +82,9 @@ class Culprit:
     frame: str  # the innermost line, 'File "...", line N, in f `source`'
     count: int  # held slices sampled there
     stack: tuple[str, ...]  # the first sampled stack, innermost last
+    # False: none of these slices was sampled (a computing hub gives the watchdog the GIL
+    # late), so the frame is only where they switched out: ranked after sampled ones
+    sampled: bool = True
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ class SliceTracer:
         self._gc_count = gc.get_count()  # as of the last read of the clocks
         if self.alarm is not None:  # a run that starts now is watched even if none follows
             self.alarm.arm(self.alarm_after_s)
-        self._culprits: dict[RawFrame | str, list[Any]] = {}  # -> [held slices, first stack]
+        # (file, function, sampled) -> [held slices, first frame, first stack]
+        self._culprits: dict[tuple[str, str, bool], list[Any]] = {}
         self.connects = [0, 0, 0, 0, 0]  # calls, call ns, held ns, cpu ns, longest slice ns
 
     # -- the trace function: every switch of this thread --------------------------------------
@@ -258,9 +259,8 @@ class SliceTracer:
         record = _Held(started, wall, kind, on_cpu, asleep, runq_ns, hub, collector, stacks,
                        yielded, in_connect)
         if kind != "preempted":
-            where = collector or innermost(stacks[0] if stacks else yielded)
-            known = self._culprits.setdefault(where, [0, stacks[0] if stacks else ()])
-            known[0] += 1
+            self._count_culprit(collector or innermost(stacks[0] if stacks else yielded),
+                                stacks[0] if stacks else (), bool(collector or stacks))
         item = (wall, next(_tiebreak), record)
         if len(self._longest) < MAX_LONGEST:
             heapq.heappush(self._longest, item)
@@ -374,11 +374,19 @@ class SliceTracer:
                           for t, v in sorted(self._seconds.items())),
         )
 
+    def _count_culprit(self, where: RawFrame | str, stack: RawStack, sampled: bool) -> None:
+        """Counted by function, not line: a loop sampled at many lines is one culprit, and
+        must not lose to the one line where unsampled slices all switched out."""
+        key = (where[0], where[2], sampled) if isinstance(where, tuple) else (where, "", True)
+        known = self._culprits.setdefault(key, [0, where, stack])
+        known[0] += 1
+
     def culprits(self) -> tuple[Culprit, ...]:
-        """Where held slices (not preempted ones) were sampled, most often first."""
-        ranked = sorted(self._culprits.items(), key=lambda kv: -kv[1][0])
-        return tuple(Culprit(frame=frame_text(where), count=n, stack=format_stack(stack))
-                     for where, (n, stack) in ranked[:MAX_CULPRITS])
+        """Where held slices (not preempted ones) were sampled, most often first; then where
+        unsampled ones switched out."""
+        ranked = sorted(self._culprits.items(), key=lambda kv: (not kv[0][2], -kv[1][0]))
+        return tuple(Culprit(frame=frame_text(where), count=n, stack=format_stack(stack),
+                             sampled=key[2]) for key, (n, where, stack) in ranked[:MAX_CULPRITS])
 
 
 def collected_generation(before: tuple[int, int, int], after: tuple[int, int, int]) -> int:

@@ -19,6 +19,9 @@ def test_culprits_of_several_workers_add_up():
     merged = merge_culprits([report(Culprit("a", 2, ("s",))),
                              report(Culprit("b", 1, ()), Culprit("a", 3, ()))])
     assert [(c.frame, c.count) for c in merged] == [("a", 5), ("b", 1)]
+    # where unsampled runs switched out comes after anything sampled, however many
+    guessed = merge_culprits([report(Culprit("wait", 9, (), sampled=False), Culprit("b", 1, ()))])
+    assert [(c.frame, c.sampled) for c in guessed] == [("b", True), ("wait", False)]
 
 
 def test_the_caller_is_the_innermost_frame_of_the_users_own_code():
