@@ -84,7 +84,7 @@ def walk(frame: Any) -> RawStack:
 
 
 def format_stack(stack: RawStack) -> tuple[str, ...]:
-    """Text lines as the traceback module prints them (probe.frames reads those)."""
+    """Text lines as the traceback module prints them (culprit_line reads those)."""
     lines = []
     for filename, lineno, name in stack:
         lines.append(f'  File "{filename}", line {lineno}, in {name}')

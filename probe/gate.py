@@ -5,9 +5,10 @@ Checks come from flags or from `[tool.gevent-probe.gate]`:
 - verdict: a variant whose verdict is in --fail-on fails (default: every pathology, and
   inconclusive: a gate that cannot tell must not pass);
 - max-p99 / max-avg: SELECT 1 in bench, every route (or the routes named) in run;
-- p99 ratio against a baseline variant of the same run or a saved baseline file, through
-  probe.compare: a variant whose whole interval is above the limit becomes `regressed`, one
-  whose interval straddles it `inconclusive`.
+- p99 ratio against a baseline variant of the same run, or p99 and p50 ratios against a
+  saved baseline file, through probe.compare: a variant whose whole interval (and every
+  repeat) is above the limit becomes `regressed`; an undecided comparison passes unless
+  --on-undecided fail.
 A check on a variant or route that does not exist is an error (exit 2), never a silent pass.
 A variant that could not run here (a driver missing) fails its `available` check. Controls
 that run without being named (no --variants) prove the detectors work here: one that is not

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import time
 
+from probe.measurement import HeldKind
+
 PATH = "/proc/thread-self/schedstat"
 MISSING = ("time waiting for a CPU: no /proc/thread-self/schedstat here, so a thread that "
            "waited for a CPU other processes had counts as blocked, and no run is called "
@@ -56,3 +58,13 @@ def wchan(native_id: int) -> str:
             return f.read()
     except OSError:
         return ""
+
+
+def held_kind(on_cpu: int, runq: int, asleep: int) -> HeldKind:
+    """Where a held slice went. Waiting for a CPU most of it is the machine's doing; asleep a
+    third of the rest or more is blocking, even beside CPU work (a driver that waits in C
+    between bursts of work, as psycopg2 running queries back to back does); the rest is
+    computing."""
+    if runq > max(on_cpu, asleep):
+        return "preempted"
+    return "blocked" if 2 * asleep >= on_cpu else "computing"

@@ -62,7 +62,7 @@ from probe.frames import (
 )
 from probe.measurement import MAX_EVENTS, Connects, Culprit, HeldKind, HeldSlice
 from probe.messages import SecondSlices, SliceReport
-from probe.sched import SchedStat
+from probe.sched import SchedStat, held_kind
 
 KINDS: tuple[HeldKind, ...] = typing.get_args(HeldKind)
 SMALL_NS = 1 << 20  # slices under ~1 ms are counted in 1.024 µs buckets: no histogram call
@@ -399,16 +399,6 @@ def collected_generation(before: tuple[int, int, int], after: tuple[int, int, in
     if after[2] > before[2]:
         return 1
     return 0
-
-
-def held_kind(on_cpu: int, runq: int, asleep: int) -> HeldKind:
-    """Where a held slice went. Waiting for a CPU most of it is the machine's doing; asleep a
-    third of the rest or more is blocking, even beside CPU work (a driver that waits in C
-    between bursts of work, as psycopg2 running queries back to back does); the rest is
-    computing."""
-    if runq > max(on_cpu, asleep):
-        return "preempted"
-    return "blocked" if 2 * asleep >= on_cpu else "computing"
 
 
 @dataclass(frozen=True)
