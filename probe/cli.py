@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from probe import __version__
-from probe.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ProbeError
+from probe.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Interrupted, ProbeError
 
 if TYPE_CHECKING:  # imported where used: `gevent-probe --help` stays fast
     from probe.gate import GateOutcome
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except ProbeError as ex:
         print(f"gevent-probe: error: {ex}", file=sys.stderr)
         code = EXIT_USAGE
-    except Interrupted as ex:
+    except Interrupted as ex:  # what was kept, and where (probe.recording)
         print(f"gevent-probe: {ex}", file=sys.stderr)
         code = EXIT_INTERRUPTED
     except KeyboardInterrupt:
@@ -130,72 +130,29 @@ def _measure(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     select(settings.variants, settings.measuring_mode)  # unknown names fail before any server
-    result, path = measure(settings)
+    result, path = _record(settings)
     print(terminal.results_table(result, color=sys.stdout.isatty(), width=_width()), end="")
     print(f"results: {path}\nreport:  {path.parent / 'report.html'}")
     return _exit_code(result)
 
 
-def measure(settings: Settings, reports: bool = True) -> tuple[RunResult, Path]:
-    """Measure as `settings` say, writing results.json after every variant; (result, path).
-    `reports`: render them too (the gate renders them once it has judged)."""
-    from probe import postgres, results, variant_loop
+def _record(settings: Settings, reports: bool = True) -> tuple[RunResult, Path]:
+    from probe.recording import record
 
-    run_id, path = results.prepare(settings.output_dir, settings.json_path,
-                                   settings.measuring_mode)
-    written: list[RunResult] = []  # the last partial result on disk, for an interrupted run
-
-    def sink(partial: RunResult) -> None:
-        results.write(partial, path)
-        written[:] = [partial]
-
-    try:
-        with results.removed_if_unused(path.parent), \
-                postgres.database(settings.dsn) as database:
-            app = None
-            if settings.measuring_mode == "run":
-                from probe.run_transport import check_app
-
-                app = check_app(settings, database.dsn)
-            with _progress() as progress:
-                result = variant_loop.run(settings, database, run_id, progress, sink=sink, app=app)
-    except KeyboardInterrupt:
-        if written:
-            write_all(written[0], path)
-            raise Interrupted(_interrupted(written[0], path)) from None
-        raise
-    if reports:
-        write_all(result, path)
-    return result, path
+    with _progress() as progress:
+        recorded = record(settings, progress, reports)
+    _warn(recorded.warning)
+    return recorded.result, recorded.path
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM) after some variants were measured: what was kept, and where."""
-
-
-def _interrupted(result: RunResult, path: Path) -> str:
-    done = ", ".join(v.name for v in result.variants) or "none"
-    return (f"interrupted after {len(result.variants)} variant(s) ({done}); everything it "
-            f"started was stopped. {path} holds what was measured (complete: false), "
-            f"with {path.parent / 'report.md'} and {path.parent / 'report.html'}")
-
-
-def write_all(result: RunResult | MatrixResult, path: Path) -> None:
-    """results.json, then report.md and report.html beside it. A report that fails to render
-    costs the report, never the results: they are written first."""
-    from probe import results
-    from probe.report import write_reports
-
-    results.write(result, path)
-    try:
-        write_reports([result], path.parent)
-    except Exception as ex:  # a bug of ours in the report must not lose the run's exit code
-        print(f"gevent-probe: warning: the report could not be written ({type(ex).__name__}: "
-              f"{ex}); {path} is complete", file=sys.stderr)
+def _warn(warning: str | None) -> None:
+    if warning:
+        print(f"gevent-probe: warning: {warning}", file=sys.stderr)
 
 
 def _gate(args: argparse.Namespace) -> int:
     from probe import gate, results
+    from probe.recording import write_all
     from probe.report import terminal
     from probe.variants import select
 
@@ -207,10 +164,10 @@ def _gate(args: argparse.Namespace) -> int:
         result = _run_result(results.read(settings.results), settings.results)
     else:
         select(settings.variants, settings.measuring_mode)
-        result, path = measure(settings, reports=False)
+        result, path = _record(settings, reports=False)
     outcome = gate.evaluate(result, settings, baseline)
     if path is not None:
-        write_all(outcome.result, path)
+        _warn(write_all(outcome.result, path))
     color = sys.stdout.isatty()
     print(terminal.results_table(outcome.result, color=color, width=_width()), end="")
     print(terminal.checks_table(outcome.result, outcome.notes, color=color, width=_width()),
@@ -261,7 +218,7 @@ def _selftest(args: argparse.Namespace) -> int:
     flags["variants"] = flags.get("variants") or SELFTEST_VARIANTS
     flags["queries"] = flags.get("queries") or 100
     settings = build("selftest", flags, args.config)
-    result, path = measure(settings)
+    result, path = _record(settings)
     print(terminal.results_table(result, color=sys.stdout.isatty(), width=_width()), end="")
     from probe.variants import BY_NAME
 
@@ -279,6 +236,7 @@ def _selftest(args: argparse.Namespace) -> int:
 
 def _matrix(args: argparse.Namespace) -> int:
     from probe import matrix, postgres, results
+    from probe.recording import write_all
     from probe.report import terminal
 
     settings = _settings(args)
@@ -288,7 +246,7 @@ def _matrix(args: argparse.Namespace) -> int:
           _progress() as progress):
         result = matrix.run(settings, database, run_id, versions, progress,
                             sink=lambda partial: results.write(partial, path))
-    write_all(result, path)
+    _warn(write_all(result, path))
     print(terminal.matrix_table(result, color=sys.stdout.isatty(), width=_width()), end="")
     print(f"results: {path}\nreport:  {path.parent / 'report.html'}")
     untrusted = [f"{v.version}: {p}" for v in result.versions

@@ -9,3 +9,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, or SIGTERM
 
 class ProbeError(Exception):
     """A usage or infrastructure problem: bad input, missing binaries, unreachable server."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) after some variants were measured: what was kept, and where."""

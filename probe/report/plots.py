@@ -97,6 +97,8 @@ def latency_percentiles(runs: Sequence[Labelled], colours: dict[str, str]) -> st
         handles: dict[str, Line2D] = {}
         for ax, key in zip(axes, keys, strict=False):
             _percentile_panel(ax, key, runs, colours, handles)
+        if not handles:
+            return None  # every variant failed before it recorded a latency: nothing to draw
         for ax in list(axes)[len(keys):]:
             ax.set_visible(False)
         fig.legend(list(handles.values()), list(handles), loc="outside lower center",
