@@ -56,13 +56,14 @@ class Interval:
 
 
 Stat = Literal["p50", "p99"]
+Outcome = Literal["pass", "regressed", "undecided"]
 
 
 @dataclass(frozen=True)
 class RatioComparison:
     """A percentile of a variant against a reference: the ratio, its interval, its meaning."""
 
-    outcome: str  # "pass", "regressed" or "undecided"
+    outcome: Outcome
     ratio: Interval
     per_repeat: tuple[float, ...]  # each repeat's value / the reference's geometric mean
     limit: float
@@ -162,7 +163,7 @@ def _decide(ratio: Interval, per_repeat: tuple[float, ...], limit: float, resolu
     shown = (f"{stat} {ratio.value:.2f}x ({100 * CONFIDENCE:.0f}% interval {ratio.low:.2f}-"
              f"{ratio.high:.2f}x over {over})")
 
-    def outcome(name: str, reason: str) -> RatioComparison:
+    def outcome(name: Outcome, reason: str) -> RatioComparison:
         return RatioComparison(name, ratio, per_repeat, limit, resolution, counts, reference,
                                f"{shown} {reason}", runs, stat)
 

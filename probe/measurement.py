@@ -13,6 +13,8 @@ from typing import Literal
 HeldKind = Literal["blocked", "computing", "preempted"]  # where a held slice's thread was
 StallKind = Literal["blocked", "computing", "queued", "preempted"]  # why a beat was late
 Connections = Literal["per-greenlet", "shared"]
+# a gunicorn worker: measured throughout, gone without a final report, or started mid-run
+WorkerState = Literal["ok", "died", "replacement"]
 
 MAX_EVENTS = 2000  # stall and held-slice events kept for the timeline (counts stay exact)
 SCHEDULE_KEPT = 0.95  # an open model reached this share of its rate...
@@ -272,7 +274,7 @@ class WorkerSummary:
     requests: int
     cpu_s: float
     wait_function: str
-    status: str = "ok"  # "ok", "died" (no final report), "replacement" (started mid-run)
+    status: WorkerState = "ok"
 
 
 @dataclass(frozen=True)
