@@ -119,12 +119,15 @@ def computing_fix(m: Measurement) -> str:
 
 def _held_where(m: Measurement, kind: str) -> str:
     s = m.slices
+    # The frame sampled most often over every held run first: one run's first sample may come
+    # late (a computing hub gives the watchdog the GIL after the switch interval), after the
+    # work, in whatever call followed it.
+    if s and s.culprits and s.culprits[0].sampled:
+        return s.culprits[0].frame
     held = [h for h in (s.longest if s else ()) if h.kind == kind]
     sampled = next((h.frames[0] for h in held if h.frames), None)
     if sampled:
         return sampled
-    if s and s.culprits and s.culprits[0].sampled:
-        return s.culprits[0].frame
     # Nothing sampled while it ran: where it switched out is a hint, and said to be one.
     switched = next((h.yielded_at for h in held if h.yielded_at), None)
     if switched:

@@ -237,7 +237,8 @@ class SliceTracer:
         seq, sampled = self._samples
         stacks = sampled if seq == self.seq else ()
         kind = held_kind(on_cpu, runq_ns, asleep)
-        if hub and kind == "blocked" and stacks and self._polling == (self.seq, True):
+        if hub and kind == "blocked" and stacks and self._polling == (self.seq, True) \
+                and self._sched.knows_runq:  # without it nothing is called preempted (MISSING)
             kind = "preempted"  # woken late from an idle poll: see in_loop_poll
         self.held_count[kind] += 1
         self.held_ns[kind] += wall

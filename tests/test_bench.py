@@ -73,11 +73,12 @@ def test_code_that_computes_without_yielding_is_computing_with_its_frame(bench_r
     # Nearly every held run computed; on a virtual machine a few read as blocked (the
     # hypervisor's stolen time looks like sleeping to schedstat), never enough to matter.
     assert slices["computing"] >= 100 and slices["blocked"] <= 0.05 * slices["computing"]
-    # What the fix names, and the frames sampled in the longest computing runs (on a busy VM
-    # the longest run of all can be a hub woken late: preempted, and not this control's).
-    assert "compute" in slices["culprits"][0]["frame"], slices["culprits"]
-    computed = [h for h in slices["longest"] if h["kind"] == "computing"]
-    assert any("compute" in frame for h in computed for frame in h["frames"]), computed
+    # The loop is sampled while it computes, though late in some runs (the watchdog gets the
+    # GIL from a computing hub only after the switch interval, sometimes in the query that
+    # follows): it is among the sampled culprits, and the fix names where runs were sampled.
+    culprits = slices["culprits"]
+    assert any("compute" in c["frame"] and c.get("sampled", True) for c in culprits), culprits
+    assert culprits[0]["frame"] in computing["fix"]
     assert "another process" in computing["fix"]
     # the driver itself stayed cooperative: the probe's own queries did not block
     assert computing["measured"]["blocked_ms"]["p50"] < 0.2

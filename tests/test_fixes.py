@@ -22,3 +22,11 @@ def test_with_nothing_sampled_the_yield_point_is_a_hint_and_says_so():
     m = measurement(slices=slices(computing=1, longest=(unsampled,),
                                   culprits=(Culprit(WAIT, 1, (), sampled=False),)))
     assert f"not sampled while it ran; it yielded next at {WAIT}" in fixes.computing_fix(m)
+
+
+def test_the_frame_sampled_most_often_beats_one_late_sample_of_the_longest_run():
+    send = 'File "/v/psycopg/cursor.py", line 300, in _send_query_prepared `send()`'
+    late = held(17.0, "computing", send)  # sampled after the loop, in the query that followed
+    m = measurement(slices=slices(computing=40, longest=(late,),
+                                  culprits=(Culprit(LOOP, 24, ()), Culprit(send, 18, ()))))
+    assert LOOP in fixes.computing_fix(m) and send not in fixes.computing_fix(m)
