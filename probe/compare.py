@@ -26,7 +26,7 @@ minute alike.
 
 The median goes through the same comparison (stat "p50"). Against a saved baseline the gate
 holds both: on a shared runner the p99 of one run is the machine's tail (5 runs of a
-baseline resolved it to 2.5x either way in bench, 5x in run mode here), wide enough to hide
+baseline resolved it to 1.2-2.2x either way in bench, 5x in run mode here), wide enough to hide
 a request that became 10 ms slower, while the median moves with every request's own cost
 and much less between runs (1.65x in run mode).
 """
