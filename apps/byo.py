@@ -38,13 +38,7 @@ def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
     probe = agent.current()
     if environ.get("PATH_INFO", "").startswith(agent.PREFIX + "/"):
         return probe.routes(environ, start_response)
-    probe.count("app")
-    try:
-        if WORK is not None:
-            WORK()
-        return USER_APP(environ, start_response)
-    except Exception as ex:  # gunicorn answers 500; the run says why
-        probe.app_failed(ex)
-        raise
-    finally:
-        probe.done()  # answered: the no-progress watch counts it (a stuck one stays pending)
+    return probe.serve(USER_APP, environ, start_response, WORK)
+
+
+application.counts_itself = True  # type: ignore[attr-defined]  # (probe.gunicorn_hook)

@@ -214,6 +214,9 @@ def application(environ: dict[str, Any], start_response: StartResponse) -> Itera
         probe.done()
 
 
+application.counts_itself = True  # type: ignore[attr-defined]  # (probe.gunicorn_hook)
+
+
 ROUTES = ("select1", "sleep", "work")
 
 

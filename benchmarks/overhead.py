@@ -74,7 +74,8 @@ def start(dsn: str, watch: bool, workdir: Path, stack: ExitStack, cpus: set[int]
         main = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
         for proc in [main, *main.children(recursive=True)]:
             proc.cpu_affinity(sorted(cpus))
-    get(f"{server.url}{protocol.PROBE_PREFIX}/{protocol.RESET}")  # the pool opened, as in a run
+    get(f"{server.url}{protocol.PROBE_PREFIX}/{protocol.RESET}",  # the pool opened, as in a run
+        headers=server.headers)
     subprocess.run([*wrk_prefix, "wrk", "-t1", "-c10", "-d1s", server.url + "/select1"],
                    capture_output=True, check=True)  # warm
     return server

@@ -11,9 +11,15 @@ Every second of the test also gets its own histogram (all requests together), so
 report can draw RPS and p99 per second beside the hub's loop lag.
 
 The tool passes this file to locust before the scenario (`-f hdr.py,mixed.py`), so a user's
-own locustfile needs nothing from us. Importing it registers the listeners once per process,
-even if it is imported again under another name, and makes every process of this locust run,
-forked workers included, die with its parent (nothing may outlive the tool, even `kill -9`).
+own locustfile needs nothing from us. The scenario's settings (rate, routes, ...) come in one
+option, --gevent-probe-load (JSON), which locust forwards to every worker with the test, so a
+worker on another host (`gevent-probe load-worker`) runs what the master was told to. Each
+worker also tells the master how many requests it sent and whether its report is the last
+one, so that a worker lost mid-test is named, not silently missing from the counts.
+
+Importing it registers the listeners once per process, even if it is imported again under
+another name, and makes every process of this locust run, forked workers included, die with
+its parent (nothing may outlive the tool, even `kill -9`).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ REPORT_KEY = "gevent_probe_hdr"  # our entry in locust's worker -> master stats 
 # In a request's context (the open model, rate.py): the time.perf_counter() the request was
 # due; its latency then counts from there, not from when it was sent.
 INTENDED_KEY = "gevent_probe_due"
+LOAD_OPTION = protocol.LOAD_OPTION  # the scenario's settings as JSON: {env name: value}
 
 
 class Recorder:
@@ -51,6 +58,9 @@ class Recorder:
         self.start_lag = stats.new_histogram()  # open model: µs each request started late
         self.failed_with: dict[str, dict[str, int]] = {}  # name -> status code (or error) -> n
         self.first_failure: dict[str, str] = {}  # name -> what the first failure said
+        # --gevent-probe-load, as this process got it with the test (kept here because the
+        # recorder is the one object every copy of this module shares: see _register)
+        self.settings: dict[str, str] = {}
 
     def record(self, name: str, response_time_ms: float | None, failed: bool) -> None:
         self.requests[name] = self.requests.get(name, 0) + 1
@@ -164,6 +174,10 @@ def load_report(recorder: Recorder, environment: Environment) -> dict[str, Any]:
         "locust_stats": _locust_stats(environment),
         "mode": "master" if isinstance(runner, MasterRunner) else "local",
         "workers_reported": sorted(_reporters),
+        "workers_joined": sorted(_joined),
+        "load_workers": {k: dict(v) for k, v in _load_workers.items()},
+        "workers_missing": sorted(_missing(runner)),
+        "sent": _sent[0],
         # CPU seconds of each process that generated load, counted from the start of the test:
         # locust's own start-up (imports) is not the load generator being busy.
         "load_cpu_s": dict(_worker_cpu) if _worker_cpu else {"local": _cpu_since_start()},
@@ -176,6 +190,16 @@ def write_report(path: str, recorder: Recorder, environment: Environment) -> Non
 
 
 _reporters: set[str] = set()
+_load_workers: dict[str, dict[str, Any]] = {}  # master: each worker's requests and last word
+_joined: set[str] = set()  # master: workers that connected
+_sent = [0]  # requests this process recorded since the test began (never shipped away)
+
+
+def setting(name: str, default: str) -> str:
+    """A scenario setting (a protocol.* name): the master's --gevent-probe-load as this
+    process got it with the test, else the environment (read when the test runs, not at
+    import: a remote worker learns them only then)."""
+    return RECORDER.settings.get(name) or os.environ.get(name) or default
 _worker_cpu: dict[str, float] = {}  # master: each worker's CPU since the test started
 _cpu_at_start: list[float] = []
 _started: list[float] = []  # Unix time of test_start: the load window's beginning
@@ -192,6 +216,7 @@ def _on_request(name: str, response_time: float | None, exception: BaseException
     if due is not None and response_time is not None:  # open model: from when it was due
         response_time = (time.perf_counter() - due) * 1000
     RECORDER.record(name, response_time, failed=exception is not None)
+    _sent[0] += 1
     if exception is not None:
         RECORDER.record_failure(name, *failure_of(exception, response))
 
@@ -216,7 +241,11 @@ def failure_of(exception: BaseException, response: Any) -> tuple[str, str]:
 def _on_report_to_master(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
     # Fired in a worker just before each stats message: ship what was recorded, start afresh,
     # exactly as locust does with its own stats.
-    data[REPORT_KEY] = {**RECORDER.export(), "cpu_s": _cpu_since_start()}
+    env = _environment.get("env")
+    state = getattr(env.runner, "state", "") if env is not None else ""
+    data[REPORT_KEY] = {**RECORDER.export(), "cpu_s": _cpu_since_start(), "sent": _sent[0],
+                        # after stop(): locust sends one report more, then the worker ends
+                        "final": state in ("stopping", "stopped")}
     RECORDER.reset()
 
 
@@ -226,10 +255,35 @@ def _on_worker_report(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
         _reporters.add(client_id)
         RECORDER.absorb(exported)
         _worker_cpu[client_id] = exported.get("cpu_s", 0.0)
+        seen = _load_workers.setdefault(client_id, {"received": 0})
+        seen["received"] += sum(exported.get("requests", {}).values())
+        seen.update(sent=exported.get("sent", 0), final=bool(exported.get("final")),
+                    at=round(time.time(), 3))
+
+
+def _on_worker_connect(client_id: str, **_kw: Any) -> None:
+    _joined.add(client_id)
+    path = os.environ.get(OUT_ENV)
+    if path:  # read by the tool if the test never starts: how many came
+        write_text(Path(path + protocol.JOINED), json.dumps(sorted(_joined)))
+
+
+def _missing(runner: Any) -> list[str]:
+    """Workers the master stopped hearing from (no heartbeat for a few seconds)."""
+    clients = getattr(runner, "clients", None)
+    return [c.id for c in getattr(clients, "missing", [])] if clients is not None else []
+
+
+def _on_command_line(parser: Any, **_kw: Any) -> None:
+    parser.add_argument(LOAD_OPTION, default="", help="gevent-probe's scenario settings (JSON)")
 
 
 def _on_test_start(environment: Environment, **_kw: Any) -> None:
     RECORDER.reset()  # locust clears its stats for a new test too
+    _sent[0] = 0
+    raw = getattr(environment.parsed_options, LOAD_OPTION[2:].replace("-", "_"), "")
+    if raw:  # a remote worker has it now: the master's option came with the spawn message
+        RECORDER.settings.update(json.loads(raw))
     _cpu_at_start[:] = [time.process_time()]
     _started[:] = [time.time()]
 
@@ -250,11 +304,13 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
 
 def _on_quitting(environment: Environment, **_kw: Any) -> None:
     # Runs after the master's own quitting listener (locust fires quitting in reverse order of
-    # registration, and ours was registered first), i.e. after the workers' final reports.
-    if isinstance(environment.runner, WorkerRunner):
-        return
+    # registration, and ours was registered first), i.e. after the workers' final reports
+    # that came within locust's half second for them: a worker whose last report is not
+    # among them is named in load_workers (final: false).
     path = os.environ.get(OUT_ENV)
-    if path:
+    if path and isinstance(environment.runner, WorkerRunner):  # gevent-probe load-worker
+        write_text(Path(path), json.dumps({"mode": "worker", "sent": _sent[0]}))
+    elif path:
         write_report(path, RECORDER, environment)
 
 
@@ -268,6 +324,8 @@ def _register() -> Recorder:
     recorder = Recorder()
     os.register_at_fork(after_in_child=die_with_parent)  # locust --processes forks workers
     events.init.add_listener(_on_init)
+    events.init_command_line_parser.add_listener(_on_command_line)
+    events.worker_connect.add_listener(_on_worker_connect)
     events.request.add_listener(_on_request)
     events.report_to_master.add_listener(_on_report_to_master)
     events.worker_report.add_listener(_on_worker_report)

@@ -17,6 +17,7 @@ from typing import Any
 
 from locust import FastHttpUser, constant, events, task
 from locust.env import Environment
+from probe.locustfiles.hdr import setting
 
 from probe import protocol
 
@@ -47,7 +48,8 @@ class SlowUser(FastHttpUser):
 
     @task
     def sleep(self) -> None:
-        self.client.get(f"/sleep?ms={SLOW_MS:g}", name="sleep")
+        slow_ms = float(setting(protocol.SLOW_MS, str(SLOW_MS)))  # the master's, if remote
+        self.client.get(f"/sleep?ms={slow_ms:g}", name="sleep")
 
 
 @events.init.add_listener

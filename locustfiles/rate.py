@@ -28,7 +28,7 @@ import time
 import gevent
 from gevent.pool import Pool
 from locust import FastHttpUser, constant, task
-from probe.locustfiles.hdr import INTENDED_KEY, RECORDER
+from probe.locustfiles.hdr import INTENDED_KEY, RECORDER, setting
 
 from probe import protocol
 
@@ -48,16 +48,28 @@ def is_slow(i: int, share: float = SLOW_SHARE) -> bool:
 
 
 class Scheduler(FastHttpUser):
+    # Read where the user runs, when the test runs (hdr.setting): a worker on another host
+    # has the master's settings only then. fixed_count is the master's, from its environment.
     fixed_count = SCHEDULERS  # one per locust process
-    concurrency = MAX_IN_FLIGHT  # connections of this process's client
     wait_time = constant(0)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        # connections of this process's client
+        self.concurrency = max(1, int(setting(protocol.MAX_IN_FLIGHT, str(MAX_IN_FLIGHT))))
+        self.slow_share = float(setting(protocol.SLOW_SHARE, str(SLOW_SHARE)))
+        self.slow_ms = float(setting(protocol.SLOW_MS, str(SLOW_MS)))
+        self.main_route = setting(protocol.MAIN_ROUTE, MAIN_ROUTE)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     @task
     def send_on_schedule(self) -> None:
-        interval = SCHEDULERS / RATE
+        rate = float(setting(protocol.RATE, str(RATE)))
+        schedulers = max(1, int(setting(protocol.SCHEDULERS, str(SCHEDULERS))))
+        duration_s = float(setting(protocol.DURATION_S, str(DURATION_S)))
+        interval = schedulers / rate
         pending = Pool(MAX_PENDING)
         start = time.perf_counter()
-        last = int(DURATION_S * RATE / SCHEDULERS)  # no request is due after the load window
+        last = int(duration_s * rate / schedulers)  # no request is due after the load window
         for i in range(last):
             due = start + i * interval
             ahead = due - time.perf_counter()
@@ -68,8 +80,9 @@ class Scheduler(FastHttpUser):
 
     def _send(self, i: int, due: float) -> None:
         RECORDER.record_start(time.perf_counter() - due)
-        if is_slow(i):
-            self.client.get(f"/sleep?ms={SLOW_MS:g}", name="sleep",
+        if is_slow(i, self.slow_share):
+            self.client.get(f"/sleep?ms={self.slow_ms:g}", name="sleep",
                             context={INTENDED_KEY: due})
         else:
-            self.client.get(f"/{MAIN_ROUTE}", name=MAIN_ROUTE, context={INTENDED_KEY: due})
+            self.client.get(f"/{self.main_route}", name=self.main_route,
+                            context={INTENDED_KEY: due})

@@ -20,6 +20,7 @@ PARTIAL_BLOCK_MS, DEADLOCK_AFTER_S, STATS_DIR, PRELOAD, WATCH.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import importlib.abc
 import importlib.util
 import json
@@ -42,7 +43,7 @@ from probe.model import to_dict
 from probe.monitor import DEADLOCK_AFTER_S, LoopMonitor
 from probe.results import write_text
 from probe.settings import comma_list
-from probe.variants import BY_NAME
+from probe.variants import BY_NAME, Variant, matching
 
 PREFIX = protocol.PROBE_PREFIX
 StartResponse = Callable[..., Any]
@@ -55,8 +56,10 @@ WARM_UPS: list[Callable[[], Any]] = []
 class Agent:
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.variant = BY_NAME[os.environ[protocol.VARIANT]]
-        self.dsn = os.environ.get(protocol.DSN, "")
+        # A deployed app (probe.gunicorn_hook) may leave both to us: the driver it imported,
+        # and the database it uses by the common convention.
+        self.variant = _variant()
+        self.dsn = os.environ.get(protocol.DSN) or os.environ.get("DATABASE_URL", "")
         self.partial_block_ms = float(os.environ.get(protocol.PARTIAL_BLOCK_MS) or 2)
         threshold_ms = float(os.environ.get(protocol.BLOCK_THRESHOLD_MS) or 10)
         deadlock_after_s = float(os.environ.get(protocol.DEADLOCK_AFTER_S)
@@ -185,9 +188,25 @@ class Agent:
         return self._measured[token]
 
     def diag(self) -> dict[str, Any]:
-        return {"pid": self.pid, "variant": self.variant.name,
+        return {"pid": self.pid, "variant": self.variant.name, "workers": _siblings(),
                 "app_drivers": [to_dict(d) for d in self.app_drivers.values()],
                 "runtime": to_dict(self.ensure_driver().runtime())}
+
+    def serve(self, app: Callable[..., Iterable[bytes]], environ: dict[str, Any],
+              start_response: StartResponse,
+              work: Callable[[], Any] | None = None) -> Iterable[bytes]:
+        """One request of the app, counted: the no-progress watch sees it pending until it
+        is answered, and the first exception it raised is kept with where it came from."""
+        self.count("app")
+        try:
+            if work is not None:
+                work()
+            return app(environ, start_response)
+        except Exception as ex:  # gunicorn answers 500; the run says why
+            self.app_failed(ex)
+            raise
+        finally:
+            self.done()
 
     def report(self) -> AgentReport:
         cpu_s, voluntary, involuntary = usage_since(self._usage)
@@ -222,7 +241,11 @@ class Agent:
         return str(path)
 
     def routes(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """WSGI for PATH_INFO under /_probe/."""
+        """WSGI for PATH_INFO under /_probe/: only for requests that carry the agent's token
+        (compared in constant time); to any other, and without a token, 404 as if nothing
+        were there. The tool's own gunicorn gets a token drawn for it (probe.server)."""
+        if not authorized(environ):
+            return respond(start_response, "404 Not Found", "not found\n")
         route = environ.get("PATH_INFO", "")[len(PREFIX):].strip("/")
         query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         if route == protocol.HEALTHZ:
@@ -248,6 +271,9 @@ class Agent:
             except Exception as ex:  # the tool gets the reason; the worker keeps serving
                 return respond_json(start_response, {"pid": self.pid, "failed": first_line(ex)})
             return respond_json(start_response, {"pid": self.pid, "report": report})
+        if route == protocol.REPORT:
+            return respond_json(start_response, {"pid": self.pid,
+                                                 "report": to_dict(self.report())})
         return respond(start_response, "404 Not Found", "not found\n")
 
 
@@ -338,6 +364,35 @@ class _FirstError(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.exc_info and record.exc_info[1] is not None:
             self.agent.app_failed(record.exc_info[1])
+
+
+_TOKEN_KEY = "HTTP_" + protocol.TOKEN_HEADER.upper().replace("-", "_")  # in a WSGI environ
+
+
+def authorized(environ: dict[str, Any]) -> bool:
+    token = os.environ.get(protocol.AGENT_TOKEN, "")
+    given = str(environ.get(_TOKEN_KEY, ""))
+    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _variant() -> Variant:
+    """GEVENT_PROBE_VARIANT (set by the tool), else what the app imported, else psycopg 3."""
+    named = os.environ.get(protocol.VARIANT)
+    if named:
+        return BY_NAME[named]
+    found = drivers.imported_by_app("with the app")
+    return matching(found[0]) if found else BY_NAME["psycopg-binary"]
+
+
+def _siblings() -> list[int]:
+    """Every worker of this gunicorn (the arbiter's children), so that the tool knows whom it
+    has not heard from yet; just this process outside gunicorn."""
+    import psutil
+
+    try:
+        return sorted(c.pid for c in psutil.Process(os.getppid()).children())
+    except psutil.Error:
+        return [os.getpid()]
 
 
 def describe_exception(ex: BaseException) -> str:

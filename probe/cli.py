@@ -57,6 +57,14 @@ def parser() -> argparse.ArgumentParser:
                         help="results.json files")
     report.add_argument("--output-dir", type=Path, help="where the reports go (default: beside "
                         "a single results file; reports/compare-<id>/ for several)")
+    worker = sub.add_parser("load-worker", help="send a share of a run's load from this host: "
+                            "a locust worker of `run --expect-workers` (its locust master)")
+    worker.add_argument("--master", required=True, metavar="HOST:PORT",
+                        help="the run's --locust-master-bind, as this host reaches it")
+    worker.add_argument("--runs", type=int, metavar="N", help="stop after N load phases "
+                        "(default: until stopped; a run has one per variant, and a warm-up)")
+    worker.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="locust worker processes on this host, for several cores")
     variants = sub.add_parser("variants", help="list the variants and whether each can run here")
     variants.add_argument("--mode", choices=("bench", "run"), default="bench")
     return top
@@ -108,6 +116,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _variants(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "load-worker":
+        from probe.load_worker import serve
+
+        if (args.runs is not None and args.runs < 1) or not 1 <= args.processes <= 64:
+            raise ProbeError("--runs must be at least 1, --processes 1 to 64")
+        try:
+            serve(args.master, args.runs, args.processes)
+        except KeyboardInterrupt:
+            print("gevent-probe: load worker stopped", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return EXIT_OK
     if args.command == "gate":
         return _gate(args)
     if args.command == "selftest":

@@ -11,5 +11,10 @@ class ProbeError(Exception):
     """A usage or infrastructure problem: bad input, missing binaries, unreachable server."""
 
 
+class RunCannotGoOn(ProbeError):
+    """Every variant after this one would fail the same way (no load workers came): the run
+    stops, keeping what it measured, and says why (RunResult.aborted)."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) after some variants were measured: what was kept, and where."""

@@ -50,7 +50,8 @@ def _signal_group(pgid: int, sig: int) -> None:
 # lives: a run killed by SIGKILL cannot remove its folders, but the kernel drops its lock, so
 # the next run can tell they are stale. A lock, not a pid: a pid can be reused, and a run in
 # another pid namespace (a container sharing /tmp) cannot be seen by its pid.
-TEMP_PREFIXES = ("gevent-probe-pg-", "gevent-probe-auth-", "gevent-probe-run-")
+TEMP_PREFIXES = ("gevent-probe-pg-", "gevent-probe-auth-", "gevent-probe-run-",
+                 "gevent-probe-load-worker-")
 OWNER_FILE = "owner.pid"
 _held: dict[str, int] = {}  # folder -> the fd that holds its lock
 

@@ -61,10 +61,12 @@ class Database:
 
     dsn: str
     version: str
-    source: str  # "bundled", "system", protocol.PG_BINDIR, or "external" (--dsn)
+    source: str  # "bundled", "system", protocol.PG_BINDIR, "external" (--dsn), or "target"
     where: str  # host:port/dbname, no password
 
     def describe(self) -> str:
+        if self.source == "target":
+            return "the target app's own PostgreSQL (run --target: the agent connects to it)"
         if self.source == "external":
             return f"PostgreSQL {self.version} at {self.where}"
         return f"embedded PostgreSQL {self.version} ({self.source}, {self.where})"
@@ -335,10 +337,14 @@ class EphemeralCluster:
 
 
 @contextlib.contextmanager
-def database(dsn: str | None) -> Iterator[Database]:
-    """The given server, checked first, or an embedded cluster for the duration."""
+def database(dsn: str | None, target: bool = False) -> Iterator[Database]:
+    """The given server, checked first, or an embedded cluster for the duration; for `run
+    --target` without --dsn, none: the app's agent uses the app's own."""
     from probe import dsn as dsn_mod
 
+    if target and not dsn:
+        yield Database("", "unknown", "target", "the target's")
+        return
     if dsn:
         version = dsn_mod.check(dsn)
         yield Database(dsn, version, "external", dsn_mod.describe(dsn))

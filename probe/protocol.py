@@ -55,6 +55,16 @@ RATE = "GEVENT_PROBE_RATE"  # --rate: requests/s over all locust processes (open
 SCHEDULERS = "GEVENT_PROBE_SCHEDULERS"  # locust processes that share the rate
 MAX_IN_FLIGHT = "GEVENT_PROBE_MAX_IN_FLIGHT"  # requests in flight per locust process, at most
 DURATION_S = "GEVENT_PROBE_DURATION_S"  # the load window: nothing is due after it
+# The settings above as one JSON option of the master, which locust forwards to its workers
+# with the test: a worker on another host (gevent-probe load-worker) has no environment of ours.
+LOAD_OPTION = "--gevent-probe-load"
+JOINED = ".joined"  # beside LOAD_OUT: the workers that joined the master so far (a JSON list)
+
+# -- a deployed app that loads the agent itself (probe.gunicorn_hook; run --target) -----------
+# The agent's routes exist only when this is set, and answer only requests that carry it in
+# TOKEN_HEADER. The tool reads the same variable.
+AGENT_TOKEN = "GEVENT_PROBE_AGENT_TOKEN"
+TOKEN_HEADER = "X-Gevent-Probe-Token"
 
 # -- the agent's routes, in every gunicorn worker (probe.agent) -------------------------------
 PROBE_PREFIX = "/_probe"  # everything under it goes to the agent, never to the app
@@ -64,6 +74,7 @@ RESET = "reset"  # warm the app's pool up, then forget what was watched so far
 # JSON: the in-process probe (probe.measure) with ?token=&concurrency=&sleep_ms=&rounds=; the
 # token makes every worker measure once, however gunicorn spreads the requests
 MEASURE = "measure"
+REPORT = "report"  # JSON: the agent's report so far (run --target; a local run reads files)
 
 DECLARED = frozenset(value for name, value in dict(globals()).items()
                      if name.isupper() and isinstance(value, str)

@@ -41,13 +41,18 @@ def record(settings: Settings, progress: Progress | None = None,
 
     try:
         with results.removed_if_unused(path.parent), \
-                postgres.database(settings.dsn) as database:
-            app = None
-            if settings.measuring_mode == "run":
+                postgres.database(settings.dsn, target=bool(settings.target)) as database:
+            app, only = None, None
+            if settings.target:
+                from probe.run_transport import target_variant
+
+                only = target_variant(settings)
+            elif settings.measuring_mode == "run":
                 from probe.run_transport import check_app
 
                 app = check_app(settings, database.dsn)
-            result = variant_loop.run(settings, database, run_id, progress, sink=sink, app=app)
+            result = variant_loop.run(settings, database, run_id, progress, sink=sink, app=app,
+                                      only=only)
     except KeyboardInterrupt:
         if written:
             warning = write_all(written[0], path)

@@ -21,15 +21,16 @@ from pathlib import Path
 
 from probe import aggregate, availability, protocol
 from probe import dsn as dsn_mod
-from probe.errors import ProbeError
-from probe.load import LoadStopped, run_locust
+from probe.errors import ProbeError, RunCannotGoOn
+from probe.load import LoadStopped, lost_workers, run_locust
 from probe.measurement import AppDriver, AppInfo, Deadlock, Measurement
 from probe.messages import AgentReport, ProbeReport
 from probe.model import Unavailable, from_dict
 from probe.postgres import lock_waits
 from probe.server import OWN_APP, SAMPLE_APP, Gunicorn
 from probe.settings import Settings
-from probe.variants import Variant
+from probe.target import DeployedApp
+from probe.variants import BY_NAME, Variant
 
 
 class HttpTransport:
@@ -47,17 +48,10 @@ class HttpTransport:
             return missing
         self._count += 1
         workdir = self.workdir / f"{self._count:03d}-{variant.name}"
-        server = Gunicorn(app=OWN_APP if self.settings.app else SAMPLE_APP,
-                          env=self._env(variant), stats_dir=workdir,
-                          workers=self.settings.workers,
-                          worker_connections=self.settings.worker_connections,
-                          preload=variant.preload,
-                          # the user's app imports from --chdir (default: here); ours needs none
-                          chdir=(self.settings.chdir or Path.cwd()).resolve()
-                          if self.settings.app else None,
-                          worker_timeout_s=60 + self.settings.probe_budget_s)
+        workdir.mkdir(parents=True, exist_ok=True)
+        server = self._server(variant, workdir)
         s = self.settings
-        phase("starting gunicorn")
+        phase(f"asking {s.target}" if s.target else "starting gunicorn")
         try:
             with server:
                 diag, problems = self._diag(server)
@@ -78,10 +72,17 @@ class HttpTransport:
                 except LoadStopped:
                     phase("a worker froze: asking PostgreSQL why, then ending it")
                     return self._deadlocked(variant, server, workdir)
-                phase("stopping gunicorn")
+                problems += lost_workers(outcome.data, s.load_processes
+                                         if s.expect_workers or s.locust_processes > 1 else 0)
+                phase("reading the workers' reports" if s.target else "stopping gunicorn")
+        except RunCannotGoOn:
+            raise
         except ProbeError as ex:
             return aggregate.failed(variant, str(ex))
         agents = [from_dict(AgentReport, r) for r in server.final_reports()]
+        if isinstance(server, DeployedApp) and server.unheard:
+            problems.append(f"gunicorn worker(s) {', '.join(map(str, server.unheard))} of the "
+                            "target never answered: not measured")
         if not probes:
             return aggregate.failed(variant, "; ".join(problems) or
                                   "no gunicorn worker answered the probe")
@@ -89,10 +90,22 @@ class HttpTransport:
             connections=s.connection_mode, probes=probes, agents=agents, diag_pids=diag,
             load_data=outcome.data, load_s=outcome.load_s, load_started=outcome.started,
             scenario=str(s.locustfile) if s.locustfile else s.scenario, users=s.users,
-            loadgen_processes=s.locust_processes, loadgen_core_share=outcome.max_core_share,
+            loadgen_processes=s.load_processes, loadgen_core_share=outcome.max_core_share,
             loadgen_saturated=outcome.saturated, problems=problems, target_rps=s.rate)
 
-    def _deadlocked(self, variant: Variant, server: Gunicorn, workdir: Path) -> Measurement:
+    def _server(self, variant: Variant, workdir: Path) -> Gunicorn | DeployedApp:
+        s = self.settings
+        if s.target:
+            return DeployedApp(s.target)
+        return Gunicorn(app=OWN_APP if s.app else SAMPLE_APP, env=self._env(variant),
+                        stats_dir=workdir, workers=s.workers,
+                        worker_connections=s.worker_connections, preload=variant.preload,
+                        # the user's app imports from --chdir (default: here); ours needs none
+                        chdir=(s.chdir or Path.cwd()).resolve() if s.app else None,
+                        worker_timeout_s=60 + s.probe_budget_s)
+
+    def _deadlocked(self, variant: Variant, server: Gunicorn | DeployedApp,
+                    workdir: Path) -> Measurement:
         """A worker left a deadlock report: what the server's backends wait for, read while
         the worker still holds its locks; then the whole server is killed, not asked."""
         found = from_dict(Deadlock, json.loads(next(workdir.glob(DEADLOCKED)).read_text()))
@@ -102,6 +115,8 @@ class HttpTransport:
 
     def _unavailable(self, variant: Variant) -> Unavailable | None:
         """A driver that cannot import would only crash gunicorn: ask once per variant."""
+        if self.settings.target:  # the app runs what it runs, on its own host
+            return None
         if variant.name not in self._available:
             found = availability.check(variant)
             self._available[variant.name] = found if isinstance(found, Unavailable) else None
@@ -121,13 +136,13 @@ class HttpTransport:
                 protocol.DEADLOCK_AFTER_S: str(s.deadlock_after),
                 protocol.WORKLOAD: s.workload}
 
-    def _diag(self, server: Gunicorn) -> tuple[list[int], list[str]]:
+    def _diag(self, server: Gunicorn | DeployedApp) -> tuple[list[int], list[str]]:
         replies = server.each_worker(f"/{protocol.DIAG}")
         problems = [f"gunicorn worker {pid} could not load the driver: {r['failed']}"
                     for pid, r in replies.items() if "failed" in r]
         return sorted(replies), problems
 
-    def _probe(self, server: Gunicorn, problems: list[str]) -> list[ProbeReport]:
+    def _probe(self, server: Gunicorn | DeployedApp, problems: list[str]) -> list[ProbeReport]:
         s = self.settings
         query = (f"/{protocol.MEASURE}?token={uuid.uuid4().hex}&concurrency={s.concurrency}"
                  f"&sleep_ms={s.sleep_ms:g}&rounds={s.rounds}")
@@ -139,6 +154,13 @@ class HttpTransport:
             else:
                 reports.append(from_dict(ProbeReport, reply["report"]))
         return reports
+
+
+def target_variant(settings: Settings) -> Variant:
+    """What the deployed app runs, as its agent says (GEVENT_PROBE_VARIANT in the app's
+    environment, else the driver it imported)."""
+    assert settings.target is not None
+    return BY_NAME[DeployedApp(settings.target).diag()["variant"]]
 
 
 def check_app(settings: Settings, dsn: str) -> AppInfo | None:

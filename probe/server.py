@@ -11,14 +11,15 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,16 @@ class Gunicorn:
     worker_timeout_s: float = 60.0  # gunicorn kills a worker silent this long (a blocked probe)
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    # The agent's routes answer only requests that carry it (probe.agent), here as anywhere.
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {protocol.TOKEN_HEADER: self.token}
 
     def start(self) -> Gunicorn:
         try:
@@ -68,6 +75,7 @@ class Gunicorn:
                protocol.WORKERS: str(self.workers),
                protocol.WORKER_CONNECTIONS: str(self.worker_connections),
                protocol.PRELOAD: "1" if self.preload else "0",
+               protocol.AGENT_TOKEN: self.token,
                protocol.STATS_DIR: str(self.stats_dir),
                protocol.HOME: str(Path(probe.__file__).resolve().parent.parent),
                protocol.WORKER_TIMEOUT: f"{self.worker_timeout_s:.0f}"}
@@ -88,7 +96,8 @@ class Gunicorn:
             if self.proc is None or self.proc.poll() is not None:
                 raise ProbeError(f"gunicorn exited during start-up: {self.log_tail()}")
             try:
-                get(f"{self.url}{protocol.PROBE_PREFIX}/{protocol.HEALTHZ}", timeout=1)
+                get(f"{self.url}{protocol.PROBE_PREFIX}/{protocol.HEALTHZ}", timeout=1,
+                    headers=self.headers)
             except (OSError, urllib.error.URLError):
                 time.sleep(0.1)
                 continue
@@ -108,19 +117,8 @@ class Gunicorn:
             return []
 
     def each_worker(self, path: str, timeout: float = 60) -> dict[int, Any]:
-        """GET the agent's `path` (protocol.PROBE_PREFIX + path) until every worker answered
-        once; gunicorn picks the worker of each connection, not us, so we go on until all pids
-        have been seen (a worker still booting answers later), for READY_TIMEOUT_S at most."""
-        seen: dict[int, Any] = {}
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            reply = get_json(self.url + protocol.PROBE_PREFIX + path, timeout=timeout)
-            if reply["pid"] in seen:
-                time.sleep(0.01)
-            seen.setdefault(reply["pid"], reply)
-            wanted = set(self.worker_pids())
-            if (wanted and wanted <= set(seen)) or time.monotonic() > deadline:
-                return seen
+        return each_worker(self.url, path, lambda: set(self.worker_pids()), timeout,
+                           self.headers)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -162,16 +160,35 @@ class Gunicorn:
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def get(url: str, timeout: float = 10) -> bytes:
-    with _OPENER.open(url, timeout=timeout) as response:
+def get(url: str, timeout: float = 10, headers: Mapping[str, str] | None = None) -> bytes:
+    with _OPENER.open(urllib.request.Request(url, headers=dict(headers or {})),
+                      timeout=timeout) as response:
         body: bytes = response.read()
         return body
 
 
-def get_json(url: str, timeout: float = 10) -> Any:
+def get_json(url: str, timeout: float = 10, headers: Mapping[str, str] | None = None) -> Any:
     """GET and decode; any failure (refused, reset, timed out, not JSON) is one ProbeError."""
     try:
-        return json.loads(get(url, timeout))
+        return json.loads(get(url, timeout, headers))
     except (OSError, ValueError, http.client.HTTPException) as ex:
         raise ProbeError(f"no answer from {url.split('//', 1)[-1]}: "
                          f"{type(ex).__name__}: {ex}") from None
+
+
+def each_worker(url: str, path: str, wanted: Callable[[], set[int]], timeout: float = 60,
+                headers: Mapping[str, str] | None = None) -> dict[int, Any]:
+    """GET the agent's `path` (protocol.PROBE_PREFIX + path) until every worker answered
+    once; gunicorn picks the worker of each connection, not us, so we go on until all pids
+    `wanted()` names have been seen (a worker still booting answers later), for
+    READY_TIMEOUT_S at most. Each GET is a new connection (urllib closes it)."""
+    seen: dict[int, Any] = {}
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        reply = get_json(url + protocol.PROBE_PREFIX + path, timeout=timeout, headers=headers)
+        if reply["pid"] in seen:
+            time.sleep(0.01)
+        seen.setdefault(reply["pid"], reply)
+        pids = wanted()
+        if (pids and pids <= set(seen)) or time.monotonic() > deadline:
+            return seen

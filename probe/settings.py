@@ -24,6 +24,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from probe import config_file, protocol, thresholds
 from probe.errors import ProbeError
@@ -116,6 +117,18 @@ class Settings:
                                  "to use several cores (default 1)", RUN_LIKE, low=1, high=64)
     locust_master_bind: str | None = _opt(None, "run: HOST:PORT the locust master binds, for "
                                           "workers on other machines", RUN_LIKE)
+    expect_workers: int = _opt(0, "run: load from N `gevent-probe load-worker` processes on "
+                               "other hosts (locust's master/worker mode): the load starts once "
+                               "N have joined the master at --locust-master-bind", RUN_LIKE,
+                               low=0, high=1000, metavar="N")
+    expect_workers_max_wait: float = _opt(60.0, "run: seconds to wait for --expect-workers "
+                                          "before giving up (default 60)", RUN_LIKE, low=1,
+                                          high=3600, metavar="SECONDS")
+    target: str | None = _opt(None, "run: an app that is already running (http://HOST:PORT), "
+                              "instead of starting one: it loads the agent itself (README: "
+                              "'A deployed app') and shares the secret in "
+                              f"{protocol.AGENT_TOKEN}; the probe and the load go to it",
+                              RUN_LIKE, metavar="URL")
     workers: int = _opt(1, "run: gunicorn workers (default 1)", RUN_LIKE, short="-w", low=1,
                         high=64)
     worker_connections: int = _opt(1000, "run: gunicorn worker_connections (default 1000)",
@@ -201,6 +214,11 @@ class Settings:
         return self.duration
 
     @property
+    def load_processes(self) -> int:
+        """locust processes that generate load: the remote workers, or this host's."""
+        return self.expect_workers or self.locust_processes
+
+    @property
     def warm_up_s(self) -> float:
         if self.warm_up is not None:
             return self.warm_up
@@ -245,6 +263,7 @@ class Settings:
         if self.rate is not None and self.locustfile is not None:
             raise ProbeError("--rate drives the built-in scenarios (--scenario); with your own "
                              "--locustfile, pace it there (locust's constant_throughput)")
+        self._validate_remote()
         if self.chdir is not None and not self.chdir.is_dir():
             raise ProbeError(f"--chdir {self.chdir} is not a directory")
         if self.command == "gate" and self.results is not None and not self.results.is_file():
@@ -259,13 +278,41 @@ class Settings:
                                  f"known: {', '.join(VERDICTS)}")
         needed = self.connections_needed
         measures = self.command in MEASURING and not (self.command == "gate" and self.results)
-        if self.dsn is None and measures and needed > EMBEDDED_CONNECTIONS:
+        if self.dsn is None and measures and not self.target and needed > EMBEDDED_CONNECTIONS:
             raise ProbeError(f"these settings open up to {needed} connections at once, more "
                              f"than the embedded server's {EMBEDDED_CONNECTIONS}: lower "
                              "--workers, --concurrency or --pool-size, or use --dsn")
         if self.command == "matrix" and not self.versions:
             raise ProbeError("matrix needs --versions, e.g. 3.1.12,3.1.14 or 3.1.12..3.1.14")
         return self
+
+    def _validate_remote(self) -> None:
+        """--target and --expect-workers: what cannot work, said before anything starts."""
+        if self.expect_workers and not self.locust_master_bind:
+            raise ProbeError("--expect-workers needs --locust-master-bind HOST:PORT, an address "
+                             "of this host that the load workers can reach")
+        host, _, port = (self.locust_master_bind or "").rpartition(":")
+        if self.locust_master_bind is not None and host and not port.isdigit():
+            raise ProbeError("--locust-master-bind must be HOST or HOST:PORT, got "
+                             f"{self.locust_master_bind!r}")
+        if self.expect_workers and self.locust_processes > 1:
+            raise ProbeError("--expect-workers and --locust-processes both set the load "
+                             "generators: give one")
+        if self.target is None:
+            return
+        url = urlsplit(self.target)
+        if url.scheme not in ("http", "https") or not url.hostname or url.path not in ("", "/"):
+            raise ProbeError(f"--target must look like http://HOST:PORT, got {self.target!r}")
+        if url.username or url.password:
+            raise ProbeError("--target takes no credentials in the URL (they would be stored "
+                             f"with the results); the agent's token goes in {protocol.AGENT_TOKEN}")
+        for given, flag in ((self.app, "--app"), (self.variants, "--variants")):
+            if given is not None:
+                raise ProbeError(f"--target measures the app as deployed, with the driver it "
+                                 f"runs: {flag} does not apply")
+        if not os.environ.get(protocol.AGENT_TOKEN):
+            raise ProbeError(f"--target needs the app's agent token in {protocol.AGENT_TOKEN} "
+                             "(the same secret the app was started with)")
 
     def _validate_gate(self) -> None:
         """What can be known wrong before minutes of measuring."""

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from probe import aggregate, detect
 from probe import dsn as dsn_mod
 from probe.environment import collect_environment
-from probe.errors import ProbeError
+from probe.errors import ProbeError, RunCannotGoOn
 from probe.lifecycle import owned_scratch, sweep_stale
 from probe.measurement import AppInfo, Measurement
 from probe.model import Repeat, RunResult, Unavailable, VariantResult, from_dict, to_dict
@@ -36,12 +36,14 @@ Sink = Callable[[RunResult], None]
 
 def run(settings: Settings, database: Database, run_id: str,
         progress: Progress | None = None, sink: Sink | None = None,
-        transport: Transport | None = None, app: AppInfo | None = None) -> RunResult:
+        transport: Transport | None = None, app: AppInfo | None = None,
+        only: Variant | None = None) -> RunResult:
     """`app`: the user's app (`run --app`) and the drivers it imports, as far as known: by
     default only the variants of those drivers run, with the controls; a variant of a driver
-    the app turns out not to use is reported as such, never judged."""
+    the app turns out not to use is reported as such, never judged. `only`: the one variant
+    there is (run --target: what the deployed app runs)."""
     mode = settings.measuring_mode
-    chosen = select(settings.variants, mode)
+    chosen = (only,) if only is not None else select(settings.variants, mode)
     skipped: dict[str, Unavailable] = {}
     if app is not None and settings.variants is None:
         skipped = {v.name: not_used(v, app) for v in chosen if _unused(v, app)}
@@ -85,8 +87,12 @@ def run(settings: Settings, database: Database, run_id: str,
                 step += 1
                 label = _label(variant, repeat, settings)
                 _tell(progress, step, steps, label, "running")
-                outcome = _measure(transport, variant, database,
-                                   functools.partial(_tell, progress, step, steps, label))
+                try:
+                    outcome = _measure(transport, variant, database,
+                                       functools.partial(_tell, progress, step, steps, label))
+                except RunCannotGoOn as ex:
+                    aborted = f"{ex} (nothing was measured from {variant.name} on)"
+                    break
                 if isinstance(outcome, Unavailable):
                     skipped[variant.name] = outcome
                     _tell(progress, step, steps, variant.name, "skipped")
@@ -98,7 +104,7 @@ def run(settings: Settings, database: Database, run_id: str,
                     app = _learned(app, outcome)
                 verdict = detect.judge(outcome, own_app=bool(settings.app)).verdict
                 _tell(progress, step, steps, label, verdict)
-                if verdict == "inconclusive" and not answers(database.dsn):
+                if verdict == "inconclusive" and database.dsn and not answers(database.dsn):
                     aborted = (f"PostgreSQL stopped answering while {variant.name} was "
                                "measured; the variants after it were not measured.")
                 elif every_request_failed(outcome) and outcome.http is not None:
@@ -175,6 +181,8 @@ def _measure(transport: Transport, variant: Variant, database: Database,
     """One measurement; whatever goes wrong becomes the variant's reason, never a traceback."""
     try:
         return transport.measure(variant, phase)
+    except RunCannotGoOn:
+        raise
     except ProbeError as ex:
         reason = str(ex)
     except Exception as ex:  # a bug of ours must cost one variant, not the run

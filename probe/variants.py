@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from probe.errors import ProbeError
+from probe.measurement import AppDriver
 from probe.model import Verdict
 from probe.settings import comma_list
 
@@ -201,3 +202,12 @@ def select(names: str | None, mode: str) -> tuple[Variant, ...]:
     if not chosen:
         raise ProbeError("no variant selected")
     return tuple(chosen)
+
+
+def matching(driver: AppDriver) -> Variant:
+    """The variant a deployed app's driver is (run --target, without GEVENT_PROBE_VARIANT)."""
+    if driver.module == "psycopg2":
+        return BY_NAME["psycopg2-green" if "psycogreen" in driver.wait_function else "psycopg2"]
+    if driver.wait_function == "wait_c":
+        return BY_NAME["wait_c"]
+    return BY_NAME.get(f"psycopg-{driver.impl}", BY_NAME["psycopg-binary"])
