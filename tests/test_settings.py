@@ -129,3 +129,31 @@ def test_list_flags_are_parsed_once_into_typed_values():
     assert s.variant_names == ("psycopg-binary", "psycopg2-green")
     assert s.fail_on_verdicts == frozenset({"hub-blocking", "regressed"})
     assert build("gate", {"variants": "all"}).variant_names == ()
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"target": "10.0.0.2:8000"}, "--target must look like http://HOST:PORT"),
+    ({"target": "http://u:secret@app:8000"}, "--target takes no credentials"),
+    ({"target": "http://app:8000", "variants": "psycopg2"}, "--variants does not apply"),
+    ({"target": "http://app:8000", "app": "shop:app"}, "--app does not apply"),
+    ({"expect_workers": 2}, "--expect-workers needs --locust-master-bind"),
+    ({"expect_workers": 2, "locust_master_bind": "10.0.0.1:x"}, "must be HOST or HOST:PORT"),
+    ({"expect_workers": 2, "locust_master_bind": "10.0.0.1:5557", "locust_processes": 2},
+     "give one"),
+])
+def test_remote_settings_that_cannot_work_are_one_line_before_anything_starts(
+        monkeypatch, flags, message):
+    monkeypatch.setenv("GEVENT_PROBE_AGENT_TOKEN", "s3cret")
+    with pytest.raises(ProbeError, match=message):
+        build("run", flags)
+
+
+def test_a_target_needs_the_agents_token_and_never_records_it(monkeypatch):
+    monkeypatch.delenv("GEVENT_PROBE_AGENT_TOKEN", raising=False)
+    with pytest.raises(ProbeError, match="GEVENT_PROBE_AGENT_TOKEN"):
+        build("run", {"target": "http://app:8000"})
+    monkeypatch.setenv("GEVENT_PROBE_AGENT_TOKEN", "s3cret")
+    settings = build("run", {"target": "http://app:8000", "workers": 64, "pool_size": 100})
+    assert "s3cret" not in settings.command_line() + str(settings.public())
+    remote = build("run", {"expect_workers": 3, "locust_master_bind": "10.0.0.1"})
+    assert remote.load_processes == 3

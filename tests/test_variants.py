@@ -36,3 +36,16 @@ def test_with_the_users_own_app_preload_is_a_question_not_a_control():
     preload = variants.BY_NAME["preload"]
     assert preload.is_control() and not preload.is_control(own_app=True)
     assert variants.BY_NAME["wait_c"].is_control(own_app=True)
+
+
+def test_a_deployed_apps_driver_names_its_variant():
+    from probe.measurement import AppDriver
+
+    def named(module: str, impl: str, wait: str) -> str:
+        return variants.matching(AppDriver(module, "1", impl, wait, "with the app")).name
+
+    assert named("psycopg", "binary", "wait_poll") == "psycopg-binary"
+    assert named("psycopg", "c", "wait_poll") == "psycopg-c"
+    assert named("psycopg", "binary", "wait_c") == "wait_c"
+    assert named("psycopg2", "c", "none (libpq blocks)") == "psycopg2"
+    assert named("psycopg2", "c", "psycogreen.gevent.wait_callback") == "psycopg2-green"
