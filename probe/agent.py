@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from probe import connects, contention, drivers, protocol, stats
+from probe import dsn as dsn_mod
 from probe.measure import MAX_MESSAGES, ProbeJob, first_line, probe, usage_since
 from probe.measurement import Deadlock
 from probe.messages import AgentReport, LoadReport
@@ -252,29 +253,35 @@ class Agent:
             return respond(start_response, "200 OK", "ok")
         if route == protocol.DIAG:
             try:
-                return respond_json(start_response, self.diag())
+                return self._answer(start_response, self.diag())
             except Exception as ex:  # e.g. the driver cannot be imported in this worker
-                return respond_json(start_response, {"pid": self.pid, "failed": first_line(ex)})
+                return self._answer(start_response, {"pid": self.pid, "failed": first_line(ex)})
         if route == protocol.RESET:
             try:
                 for warm_up in WARM_UPS:
                     warm_up()
             except Exception as ex:  # e.g. too many connections: the tool says so, not a 500
-                return respond_json(start_response, {"pid": self.pid, "failed": first_line(ex)})
+                return self._answer(start_response, {"pid": self.pid, "failed": first_line(ex)})
             finally:
                 self.reset()
-            return respond_json(start_response, {"pid": self.pid})
+            return self._answer(start_response, {"pid": self.pid})
         if route == protocol.MEASURE:
             try:
                 report = self.measure(query.get("token", ""), int(query["concurrency"]),
                                       float(query["sleep_ms"]), int(query["rounds"]))
             except Exception as ex:  # the tool gets the reason; the worker keeps serving
-                return respond_json(start_response, {"pid": self.pid, "failed": first_line(ex)})
-            return respond_json(start_response, {"pid": self.pid, "report": report})
+                return self._answer(start_response, {"pid": self.pid, "failed": first_line(ex)})
+            return self._answer(start_response, {"pid": self.pid, "report": report})
         if route == protocol.REPORT:
-            return respond_json(start_response, {"pid": self.pid,
+            return self._answer(start_response, {"pid": self.pid,
                                                  "report": to_dict(self.report())})
         return respond(start_response, "404 Not Found", "not found\n")
+
+
+    def _answer(self, start_response: StartResponse, payload: dict[str, Any]) -> Iterable[bytes]:
+        """JSON, without the DSN's password anywhere a driver's error may have quoted it."""
+        return respond(start_response, "200 OK", dsn_mod.scrub(json.dumps(payload), self.dsn),
+                       "application/json")
 
 
 _agent: Agent | None = None
@@ -416,7 +423,3 @@ def respond(start_response: StartResponse, status: str, body: str | bytes,
     data = body.encode() if isinstance(body, str) else body
     start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(data)))])
     return [data]
-
-
-def respond_json(start_response: StartResponse, payload: dict[str, Any]) -> Iterable[bytes]:
-    return respond(start_response, "200 OK", json.dumps(payload), "application/json")

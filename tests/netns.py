@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from probe.lifecycle import die_with_parent, stop_group
 
 SUBNET = "10.213.0"
+APP_PORT = 8000
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def available() -> str | None:
@@ -79,3 +84,62 @@ class Network:
     def close(self) -> None:
         for ns in [*self.hosts, self.switch]:
             ns.close()
+
+
+def socket_dsn(cluster: Any, folder: Path) -> str:
+    """The cluster through its unix socket (a path: namespaces separate networks only).
+    libpq reads a socket's passfile entries under host "localhost", so the cluster's entry
+    is copied, for any host, into a passfile in `folder`."""
+    passfile = folder / "pgpass"
+    entry = Path(cluster.passfile).read_text().strip().split(":", 1)[1]
+    passfile.write_text(f"*:{entry}\n")
+    passfile.chmod(0o600)
+    return (cluster.dsn.replace("host=127.0.0.1", f"host={cluster.tmpdir}")
+            .replace(f"passfile={cluster.passfile}", f"passfile={passfile}"))
+
+
+class App:
+    """The sample app as a team would deploy it: gunicorn, 2 gevent workers, the config of
+    examples/deployed_gunicorn_conf.py (the agent's hook), on `address`."""
+
+    def __init__(self, host: Namespace, address: str, dsn: str, variant: str,
+                 token: str | None, log: Path) -> None:
+        self.url = f"http://{address}:{APP_PORT}"
+        env = {"BIND": f"{address}:{APP_PORT}", "WORKERS": "2",
+               "GEVENT_PROBE_VARIANT": variant, "GEVENT_PROBE_DSN": dsn,
+               "GEVENT_PROBE_AGENT_TOKEN": token or ""}
+        self.host = host
+        self.proc = host.start([sys.executable, "-m", "gunicorn", "-c",
+                                str(ROOT / "examples/deployed_gunicorn_conf.py"),
+                                "probe.apps.probe_app:application"], log, env=env, cwd=ROOT)
+        self.wait_ready()
+
+    def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
+        """GET from inside the app's host: (status, body)."""
+        code = ("import sys, urllib.request as u, urllib.error as e\n"
+                "headers = {'X-Gevent-Probe-Token': sys.argv[2]} if len(sys.argv) > 2 else {}\n"
+                "opener = u.build_opener(u.ProxyHandler({}))\n"
+                "try:\n"
+                "    r = opener.open(u.Request(sys.argv[1], headers=headers), timeout=10)\n"
+                "    print(r.status); sys.stdout.write(r.read().decode())\n"
+                "except e.HTTPError as ex:\n"
+                "    print(ex.code)\n")
+        argv = [sys.executable, "-c", code, self.url + path, *([token] if token else [])]
+        out = subprocess.run(self.host.argv(*argv), capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+        status, _, body = out.partition("\n")
+        return int(status), body.encode()
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if self.get("/select1")[0] == 200:
+                    return
+            except subprocess.CalledProcessError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the app did not start on {self.url}")
+
+    def stop(self) -> None:
+        stop_group(self.proc, signal.SIGTERM, timeout=15)

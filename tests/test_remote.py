@@ -14,7 +14,6 @@ the shared filesystem: the namespaces separate networks only).
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import subprocess
@@ -31,7 +30,7 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(netns.available() is not None,
                                  reason=str(netns.available()))]
 
-APP_PORT = 8000
+APP_PORT = netns.APP_PORT
 MASTER_PORT = 5557
 EXPECTED = {"psycopg2": "hub-blocking", "psycopg-binary": "healthy", "wait_c": "hub-blocking"}
 
@@ -52,74 +51,17 @@ def token() -> str:
 
 @pytest.fixture(scope="module")
 def socket_dsn(cluster, tmp_path_factory) -> str:
-    """The cluster through its unix socket: libpq reads a socket's passfile entries under
-    host "localhost", so the entry is copied for any host into a passfile of the test's."""
-    passfile = tmp_path_factory.mktemp("auth") / "pgpass"
-    entry = Path(cluster.passfile).read_text().strip().split(":", 1)[1]
-    passfile.write_text(f"*:{entry}\n")
-    passfile.chmod(0o600)
-    return (cluster.dsn.replace("host=127.0.0.1", f"host={cluster.tmpdir}")
-            .replace(f"passfile={cluster.passfile}", f"passfile={passfile}"))
-
-
-class App:
-    def __init__(self, host, address: str, dsn: str, variant: str, token: str | None,
-                 log: Path) -> None:
-        self.url = f"http://{address}:{APP_PORT}"
-        env = {"BIND": f"{address}:{APP_PORT}", "WORKERS": "2",
-               "GEVENT_PROBE_VARIANT": variant, "GEVENT_PROBE_DSN": dsn}
-        if token:
-            env["GEVENT_PROBE_AGENT_TOKEN"] = token
-        else:
-            os.environ.pop("GEVENT_PROBE_AGENT_TOKEN", None)
-        self.host = host
-        self.proc = host.start([sys.executable, "-m", "gunicorn", "-c",
-                                str(ROOT / "examples/deployed_gunicorn_conf.py"),
-                                "probe.apps.probe_app:application"], log, env=env, cwd=ROOT)
-        self.wait_ready()
-
-    def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
-        headers = {"X-Gevent-Probe-Token": token} if token else {}
-        code = ("import sys, urllib.request as u, urllib.error as e\n"
-                "req = u.Request(sys.argv[1], headers=dict([sys.argv[2:4]]) if len(sys.argv) > 3"
-                " else {})\n"
-                "opener = u.build_opener(u.ProxyHandler({}))\n"
-                "try:\n    r = opener.open(req, timeout=10); print(r.status); "
-                "sys.stdout.write(r.read().decode())\n"
-                "except e.HTTPError as ex:\n    print(ex.code)\n")
-        argv = [sys.executable, "-c", code, self.url + path, *[x for kv in headers.items()
-                                                                for x in kv]]
-        out = subprocess.run(self.host.argv(*argv), capture_output=True, text=True,
-                             timeout=30, check=True).stdout
-        status, _, body = out.partition("\n")
-        return int(status), body.encode()
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if self.get("/select1")[0] == 200:
-                    return
-            except subprocess.CalledProcessError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError("the app did not start")
-
-    def stop(self) -> None:
-        import signal
-
-        from probe.lifecycle import stop_group
-
-        stop_group(self.proc, signal.SIGTERM, timeout=15)
+    return netns.socket_dsn(cluster, tmp_path_factory.mktemp("auth"))
 
 
 @pytest.fixture
 def start_app(network, socket_dsn, tmp_path):
-    started: list[App] = []
+    started: list[netns.App] = []
 
-    def start(variant: str, token: str | None) -> App:
+    def start(variant: str, token: str | None) -> netns.App:
         host, address = network[1]
-        app = App(host, address, socket_dsn, variant, token, tmp_path / f"app-{variant}.log")
+        app = netns.App(host, address, socket_dsn, variant, token,
+                        tmp_path / f"app-{variant}.log")
         started.append(app)
         return app
 
@@ -190,8 +132,10 @@ def test_an_app_started_without_a_token_has_no_agent(start_app, token):
     assert app.get("/select1")[0] == 200
 
 
-def test_two_load_workers_on_other_hosts_merge_exactly(network, start_app, tmp_path, token):
-    start_app("psycopg-binary", token)
+@pytest.mark.parametrize("variant", ["psycopg-binary", "wait_c"])
+def test_two_load_workers_on_other_hosts_merge_exactly(network, start_app, tmp_path, token,
+                                                       variant):
+    start_app(variant, token)
     workers = [load_worker(network, n, tmp_path) for n in (2, 3)]
     proc, out = run_from(network, tmp_path, token, workers=2)
     data = finished(proc, out, tmp_path / "run.log")
@@ -200,7 +144,7 @@ def test_two_load_workers_on_other_hosts_merge_exactly(network, start_app, tmp_p
         assert worker.wait(timeout=60) == 0, log.read_text()
         sent += [int(n) for n in re.findall(r"sent (\d+) requests", log.read_text())]
     (result,) = data["variants"]
-    assert result["verdict"] == "healthy", result["evidence"]
+    assert result["verdict"] == EXPECTED[variant], result["evidence"]
     http = result["measured"]["http"]
     assert http["loadgen_processes"] == 2
     assert len(sent) == 2 and min(sent) > 0
