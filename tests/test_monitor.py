@@ -76,8 +76,11 @@ def test_short_hiccups_are_lag_not_stalls(monitor):
         blocking_sleep(0.002)
         gevent.sleep(0.002)
     report = monitor.report()
-    assert report.stalls == 0 and 1.5 <= report.max_ms < 10
+    assert report.max_ms >= 1.5  # the lag is seen
+    # ...and no 2 ms run holds the hub: a late beat this VM may add now and then (it once
+    # made max_ms 10+ here) is queueing or preemption, never a held run
     assert report.slices.held == {}
+    assert not {"blocked", "computing"} & set(report.kinds)
 
 
 def test_where_a_late_beat_went_decides_its_kind():
