@@ -1,4 +1,6 @@
-"""locust, headless and bounded, against the app on 127.0.0.1; its CPU is watched.
+"""locust, headless and bounded, against the app (ours on 127.0.0.1, or --target); its CPU is
+watched. Its processes are this host's (--locust-processes) or, with --expect-workers,
+`gevent-probe load-worker`s on other hosts that join its master (probe.load_worker).
 
 locust rounds response times (whole ms under 100 ms), so every response time also goes into
 our own HdrHistograms through locust's `events.request` hook (probe/locustfiles/hdr.py, which
@@ -103,7 +105,9 @@ def run_locust(settings: Settings, host: str, workdir: Path, duration_s: float |
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir,
                                 preexec_fn=die_with_parent)
         try:
-            _wait(proc, time.perf_counter() + duration + STOP_SLACK_S, stop_when)
+            # the master waits for its remote workers before the load begins
+            waits = settings.expect_workers_max_wait if settings.expect_workers else 0.0
+            _wait(proc, time.perf_counter() + waits + duration + STOP_SLACK_S, stop_when)
         finally:
             stop_group(proc, timeout=5)
     if not out.is_file():

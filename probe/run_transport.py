@@ -160,7 +160,11 @@ def target_variant(settings: Settings) -> Variant:
     """What the deployed app runs, as its agent says (GEVENT_PROBE_VARIANT in the app's
     environment, else the driver it imported)."""
     assert settings.target is not None
-    return BY_NAME[DeployedApp(settings.target).diag()["variant"]]
+    named = DeployedApp(settings.target).diag().get("variant")
+    if named not in BY_NAME:
+        raise ProbeError(f"{settings.target} runs variant {named!r}, unknown to this "
+                         "gevent-probe: install the same version on both sides")
+    return BY_NAME[named]
 
 
 def check_app(settings: Settings, dsn: str) -> AppInfo | None:
