@@ -307,10 +307,13 @@ def _on_quitting(environment: Environment, **_kw: Any) -> None:
     # registration, and ours was registered first), i.e. after the workers' final reports
     # that came within locust's half second for them: a worker whose last report is not
     # among them is named in load_workers (final: false).
+    if isinstance(environment.runner, WorkerRunner):
+        mine = os.environ.get(protocol.WORKER_OUT)  # gevent-probe load-worker's
+        if mine:
+            write_text(Path(mine), json.dumps({"mode": "worker", "sent": _sent[0]}))
+        return
     path = os.environ.get(OUT_ENV)
-    if path and isinstance(environment.runner, WorkerRunner):  # gevent-probe load-worker
-        write_text(Path(path), json.dumps({"mode": "worker", "sent": _sent[0]}))
-    elif path:
+    if path:
         write_report(path, RECORDER, environment)
 
 

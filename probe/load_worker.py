@@ -56,7 +56,7 @@ def _one_phase(host: str, port: int, processes: int) -> int | None:
         if processes > 1:
             argv += ["--processes", str(processes)]
         # TMPDIR: locust writes the master's locustfiles there; each worker its own copy
-        env = {**os.environ, protocol.LOAD_OUT: str(out), "TMPDIR": str(tmp)}
+        env = {**os.environ, protocol.WORKER_OUT: str(out), "TMPDIR": str(tmp)}
         with open(tmp / "locust.log", "wb") as log:
             proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp,

@@ -58,6 +58,8 @@ DURATION_S = "GEVENT_PROBE_DURATION_S"  # the load window: nothing is due after 
 # The settings above as one JSON option of the master, which locust forwards to its workers
 # with the test: a worker on another host (gevent-probe load-worker) has no environment of ours.
 LOAD_OPTION = "--gevent-probe-load"
+WORKER_OUT = "GEVENT_PROBE_WORKER_OUT"  # a load-worker's own count (never LOAD_OUT: forked
+# workers of --locust-processes inherit that one, and must not overwrite the master's file)
 JOINED = ".joined"  # beside LOAD_OUT: the workers that joined the master so far (a JSON list)
 
 # -- a deployed app that loads the agent itself (probe.gunicorn_hook; run --target) -----------
