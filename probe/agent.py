@@ -280,8 +280,10 @@ class Agent:
 
     def _answer(self, start_response: StartResponse, payload: dict[str, Any]) -> Iterable[bytes]:
         """JSON, without the DSN's password anywhere a driver's error may have quoted it."""
-        return respond(start_response, "200 OK", dsn_mod.scrub(json.dumps(payload), self.dsn),
-                       "application/json")
+        text = json.dumps(payload)
+        if self.dsn:
+            text = dsn_mod.scrub_in_measured(text, self.dsn)
+        return respond(start_response, "200 OK", text, "application/json")
 
 
 _agent: Agent | None = None

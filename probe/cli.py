@@ -57,8 +57,9 @@ def parser() -> argparse.ArgumentParser:
                         help="results.json files")
     report.add_argument("--output-dir", type=Path, help="where the reports go (default: beside "
                         "a single results file; reports/compare-<id>/ for several)")
-    worker = sub.add_parser("load-worker", help="send a share of a run's load from this host: "
-                            "a locust worker of `run --expect-workers` (its locust master)")
+    about = ("send a share of a run's load from this host: a locust worker of the locust "
+             "master that `run --expect-workers N --locust-master-bind HOST:PORT` starts")
+    worker = sub.add_parser("load-worker", help=about, description=about)
     worker.add_argument("--master", required=True, metavar="HOST:PORT",
                         help="the run's --locust-master-bind, as this host reaches it")
     worker.add_argument("--runs", type=int, metavar="N", help="stop after N load phases "

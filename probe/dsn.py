@@ -30,6 +30,17 @@ def password_of(dsn: str) -> str | None:
         return None
 
 
+def scrub_in_measured(text: str, dsn: str) -> str:
+    """As scrub, in a measured process, which must import no driver (the agent): the password
+    as the DSN spells it (key=value or URI), found by pattern, not by libpq's parser."""
+    found = [m.group(2) for m in (_URI_PASSWORD.search(dsn), _KV_PASSWORD.search(dsn)) if m]
+    for password in found:
+        for spelled in {password, password.strip("'")}:
+            if spelled:
+                text = text.replace(spelled, "***")
+    return redact(text)
+
+
 def scrub(text: str, dsn: str | None) -> str:
     """Remove the DSN's password from any message (driver errors may quote the DSN)."""
     if not dsn:

@@ -33,3 +33,15 @@ def test_check_reports_an_unreachable_server_in_one_line():
     message = str(info.value)
     assert "\n" not in message and "topsecret" not in message
     assert message.startswith("cannot connect to 127.0.0.1:1/x")
+
+
+def test_a_measured_process_scrubs_the_password_without_importing_a_driver():
+    import sys
+
+    from probe.dsn import scrub_in_measured
+
+    had = "psycopg2" in sys.modules
+    said = 'could not connect: password "s3cr3t" for postgresql://app:s3cr3t@db/x refused'
+    assert "s3cr3t" not in scrub_in_measured(said, "postgresql://app:s3cr3t@db/x")
+    assert "hunter2" not in scrub_in_measured("hunter2!", "host=db password='hunter2' user=a")
+    assert ("psycopg2" in sys.modules) == had

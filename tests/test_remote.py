@@ -132,12 +132,14 @@ def test_an_app_started_without_a_token_has_no_agent(start_app, token):
     assert app.get("/select1")[0] == 200
 
 
-@pytest.mark.parametrize("variant", ["psycopg-binary", "wait_c"])
+@pytest.mark.parametrize("variant, rate", [("psycopg-binary", None), ("wait_c", None),
+                                           ("psycopg-binary", 300)])
 def test_two_load_workers_on_other_hosts_merge_exactly(network, start_app, tmp_path, token,
-                                                       variant):
+                                                       variant, rate):
     start_app(variant, token)
     workers = [load_worker(network, n, tmp_path) for n in (2, 3)]
-    proc, out = run_from(network, tmp_path, token, workers=2)
+    extra = ("--rate", str(rate)) if rate else ()
+    proc, out = run_from(network, tmp_path, token, *extra, workers=2)
     data = finished(proc, out, tmp_path / "run.log")
     sent = []
     for worker, log in workers:
@@ -149,6 +151,9 @@ def test_two_load_workers_on_other_hosts_merge_exactly(network, start_app, tmp_p
     assert http["loadgen_processes"] == 2
     assert len(sent) == 2 and min(sent) > 0
     assert sum(r["requests"] for r in http["routes"]) == sum(sent)
+    if rate:  # the master's --rate reached both workers: each sent half of it
+        assert http["target_rps"] == rate and abs(http["rps"] - rate) < 0.1 * rate
+        assert max(sent) - min(sent) <= 0.05 * max(sent)
 
 
 def test_a_load_worker_lost_mid_run_is_reported(network, start_app, tmp_path, token):
