@@ -43,7 +43,7 @@ from probe.fixes import (
     hub_blocking_fix,
     rerun_fix,
 )
-from probe.measurement import Measurement, Runtime
+from probe.measurement import Measurement, Runtime, Slices
 from probe.model import Verdict
 
 __all__ = ["Judgement", "Signals", "failed_requests", "hub_blocking_fix", "judge", "signals",
@@ -80,13 +80,20 @@ def signals(m: Measurement) -> Signals:
         serialised=m.serialization.ratio >= m.serialization.threshold,
         blocked=m.blocked_ms.p50 >= t.BLOCKED_MS,
         burning=m.cpu.burn_ratio >= t.BURN_RATIO,
-        held_blocked=s is not None and _held(s.blocked, s.blocked_share),
+        held_blocked=s is not None and _held(s.blocked, s.blocked_share) and _recurs(s),
         computing=s is not None and _held(s.computing, s.computing_share),
         contended=m.contention is not None and m.contention.wait_share >= t.CONTENTION_SHARE)
 
 
 def _held(count: int, share: float) -> bool:
     return count >= t.MIN_HELD and share >= t.HELD_SHARE
+
+
+def _recurs(s: Slices) -> bool:
+    """Blocking recurs: two bursts of blocked runs at least (thresholds.BURST_GAP_S), not one
+    stall of the machine. Results without events (older files) are judged as before."""
+    bursts = s.blocked_bursts(t.BURST_GAP_S)
+    return bursts is None or bursts >= 2
 
 
 def judge(m: Measurement, own_app: bool = False) -> Judgement:

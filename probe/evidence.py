@@ -147,6 +147,11 @@ def _slices_sentence(s: Slices) -> str:
                  f"{s.computing} computing on the CPU ({s.computing_ms:,.0f} ms, "
                  f"{100 * s.computing_share:.1f}%)")
     text += f" (flagged from {100 * t.HELD_SHARE:.0f}% and {t.MIN_HELD} slices)"
+    if s.blocked >= t.MIN_HELD and s.blocked_share >= t.HELD_SHARE \
+            and s.blocked_bursts(t.BURST_GAP_S) == 1:
+        text += (", but the blocked ones came in one burst: a stall of the machine holds every "
+                 "run at once, a blocking call holds them again and again, so they do not "
+                 "count")
     if s.preempted:
         text += (f"; {s.preempted} more, {s.preempted_ms:,.0f} ms, waited for a CPU other "
                  "processes had, and do not count")

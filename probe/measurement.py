@@ -178,6 +178,18 @@ class Slices:
     def computing_share(self) -> float:
         return self.computing_ms / self.watched_ms if self.watched_ms else 0.0
 
+    def blocked_bursts(self, gap_s: float) -> int | None:
+        """Bursts of blocked runs, runs more than `gap_s` apart starting a new one (None
+        without events: results written before they were kept)."""
+        runs = sorted((e.t, e.t + e.ms / 1000) for e in self.events if e.kind == "blocked")
+        if not runs:
+            return None
+        bursts, until = 1, runs[0][1]
+        for start, end in runs[1:]:
+            bursts += start > until + gap_s
+            until = max(until, end)
+        return bursts
+
 
 @dataclass(frozen=True)
 class Second:

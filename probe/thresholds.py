@@ -25,6 +25,12 @@ BLOCKED_MS = 0.2
 # pool and 100 rows of JSON per request 0-2% computing, in slices of 10-22 ms at most.
 HELD_SHARE = 0.05
 MIN_HELD = 3
+# ...and held asleep again after a pause: runs more than this apart are separate bursts, and
+# blocking needs two. A stall of the machine itself holds every run at once, in one burst
+# (a VM whose host takes the CPU: the guest counts that time neither on the CPU nor waiting
+# for one, so it reads as asleep): CI here once saw psycopg-binary's bench held asleep 6
+# times in 130 ms (10% of a 1.5 s window), in one C call, and never again in 11 reruns.
+BURST_GAP_S = 0.25
 
 # A worker whose greenlets ran this share of the window is saturated: its requests queue
 # behind each other although no slice is long (capacity, not a pathology).

@@ -161,3 +161,19 @@ def test_evidence_gives_a_why_only_where_it_is_known():
     green = dataclasses.replace(runtime(), driver="psycopg2", driver_version="2.9.9",
                                 wait_function="none (libpq blocks)")
     assert "psycogreen" in detect.hub_blocking_fix(measurement(runtime=green), True)
+
+
+def test_blocked_runs_in_one_burst_are_a_stall_of_the_machine_not_blocking():
+    import dataclasses
+
+    from probe.measurement import HeldSlice
+
+    def runs(*starts: float) -> tuple[HeldSlice, ...]:
+        return tuple(dataclasses.replace(held(30.0, "blocked"), t=1000.0 + s) for s in starts)
+
+    burst = slices(blocked=6, blocked_ms=180, watched_ms=1500, events=runs(0, .03, .06, .09))
+    verdict = judged(slices=burst)
+    assert verdict.verdict == "healthy"
+    assert any("came in one burst" in e for e in verdict.evidence)
+    again = dataclasses.replace(burst, events=runs(0, .03, .06, .9))  # held again later
+    assert judged(slices=again).verdict == "hub-blocking"
