@@ -11,6 +11,7 @@ full core measures itself, not the app.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -29,7 +30,6 @@ from probe.settings import Settings
 
 DEFAULT_MASTER_PORT = 5557  # locust's
 
-LOCUSTFILES = Path(str(resources.files("probe.locustfiles")))
 STOP_SLACK_S = 30.0  # locust start-up and shutdown beyond the load itself
 
 
@@ -49,14 +49,21 @@ class LoadOutcome:
         return self.max_core_share >= thresholds.LOADGEN_SATURATION
 
 
+@functools.cache
+def locustfiles() -> Path:
+    """The scenarios' folder, as installed (probe.locustfiles; in a checkout, locustfiles/
+    ships under that name only once built): looked up when a load starts, not at import."""
+    return Path(str(resources.files("probe.locustfiles")))
+
+
 def locustfile_for(settings: Settings) -> Path:
     if settings.locustfile:
         return settings.locustfile.resolve()
     if settings.rate:
-        return LOCUSTFILES / "rate.py"  # the scenario's routes, on a fixed schedule
+        return locustfiles() / "rate.py"  # the scenario's routes, on a fixed schedule
     if settings.workload != "select1":
-        return LOCUSTFILES / "work.py"  # every user on /work: one unit of the workload
-    return LOCUSTFILES / f"{settings.scenario}.py"
+        return locustfiles() / "work.py"  # every user on /work: one unit of the workload
+    return locustfiles() / f"{settings.scenario}.py"
 
 
 class LoadStopped(Exception):
@@ -70,7 +77,7 @@ def run_locust(settings: Settings, host: str, workdir: Path, duration_s: float |
     `stop_when` is asked ten times a second: True stops locust and raises LoadStopped."""
     out = workdir / f"locust-{label}.json"
     duration = duration_s or settings.load_s or 10.0
-    files = f"{LOCUSTFILES / 'hdr.py'},{locustfile_for(settings)}"
+    files = f"{locustfiles() / 'hdr.py'},{locustfile_for(settings)}"
     processes = settings.load_processes
     # Open model: one scheduler per locust process, all started at once.
     users, spawn = ((processes, processes) if settings.rate
