@@ -14,7 +14,8 @@ import of ours in the master would change the answer to the user's question. The
 loaded on the first `measure`, in the worker, after gevent patched.
 
 Environment (set by the tool, declared in probe.protocol): VARIANT, DSN, BLOCK_THRESHOLD_MS,
-PARTIAL_BLOCK_MS, DEADLOCK_AFTER_S, STATS_DIR, PRELOAD, WATCH.
+PARTIAL_BLOCK_MS, DEADLOCK_AFTER_S, STATS_DIR, PRELOAD, WATCH, AGENT_TOKEN (the routes answer
+only requests that carry it; a deployed app sets it itself: probe.gunicorn_hook).
 """
 
 from __future__ import annotations
