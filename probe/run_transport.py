@@ -72,8 +72,7 @@ class HttpTransport:
                 except LoadStopped:
                     phase("a worker froze: asking PostgreSQL why, then ending it")
                     return self._deadlocked(variant, server, workdir)
-                problems += lost_workers(outcome.data, s.load_processes
-                                         if s.expect_workers or s.locust_processes > 1 else 0)
+                problems += lost_workers(outcome.data, s.load_processes)
                 phase("reading the workers' reports" if s.target else "stopping gunicorn")
         except RunCannotGoOn:
             raise
