@@ -154,7 +154,7 @@ def _slices_sentence(s: Slices) -> str:
                  "count")
     if s.preempted:
         text += (f"; {s.preempted} more, {s.preempted_ms:,.0f} ms, waited for a CPU other "
-                 "processes had, and do not count")
+                 "processes (or the VM's host) had, and do not count")
     worst = next((h for h in s.longest if h.kind != "preempted"), None)
     if worst is not None:
         where = worst.frames[0] if worst.frames else worst.yielded_at

@@ -8,7 +8,8 @@ millisecond. A slice longer than the threshold is *held*, and classified by wher
 spent it (probe.sched): asleep in a blocking call ("blocked": the driver bug this tool exists
 for), on the CPU ("computing": code that does not yield), or waiting for a CPU ("preempted":
 other processes had the cores, which no app change would fix; also the hub woken late
-from an idle poll: see probe.frames.in_loop_poll).
+from an idle poll: see probe.frames.in_loop_poll; and time a VM's host took from the thread's
+CPU, which the guest's clocks count as sleep: probe.sched.Steal).
 
 Cost, measured on a 2-core VM: greenlet.settrace calls us on every switch; reading the wall
 clock there costs ~0.4 µs, the thread's CPU clock another 0.7 µs (a system call) and its
@@ -62,12 +63,13 @@ from probe.frames import (
 )
 from probe.measurement import MAX_EVENTS, Connects, Culprit, HeldKind, HeldSlice
 from probe.messages import SecondSlices, SliceReport
-from probe.sched import SchedStat, held_kind
+from probe.sched import SchedStat, Steal, held_kind
 
 KINDS: tuple[HeldKind, ...] = typing.get_args(HeldKind)
 SMALL_NS = 1 << 20  # slices under ~1 ms are counted in 1.024 µs buckets: no histogram call
 MAX_SECONDS = 3700
 MAX_SAMPLES = 4  # distinct frames sampled during one slice
+STEAL_EVERY_NS = 10_000_000  # /proc/stat counts steal in 10 ms ticks: no use reading it more often
 
 _perf_ns = time.perf_counter_ns
 _tiebreak = itertools.count()
@@ -87,6 +89,9 @@ class SliceTracer:
         refresh = refresh_s if refresh_s is not None else threshold_s / 4
         self._refresh_ns = self._lazy_refresh_ns = int(refresh * 1e9)
         self._sched = SchedStat()
+        # Without the scheduler's record nothing is called preempted (sched.MISSING), stolen
+        # time included.
+        self._steal = Steal() if self._sched.knows_runq else None
         self._previous: Callable[[str, Any], Any] | None = None
         self._installed = False
         self._blocked: dict[int, int] | None = None  # precise(): id(greenlet) -> ns blocked
@@ -105,10 +110,13 @@ class SliceTracer:
         return self
 
     def stop(self) -> None:
+        """For good: the clocks' files are closed, started or not."""
         if self._installed:
             greenlet.settrace(self._previous)
             self._installed = False
-            self._sched.close()
+        self._sched.close()
+        if self._steal is not None:
+            self._steal.close()
 
     def reset(self) -> None:
         """Forget what was seen so far: the next report covers from now on."""
@@ -119,6 +127,7 @@ class SliceTracer:
         self._read_at = now
         self._cpu, self._runq = self._sched.read_ns()
         self._cpu0, self._runq0 = self._cpu, self._runq
+        self._steal_at, self._stolen = now, self._read_steal()
         self.count = 0
         self.busy_ns = 0  # greenlets' slices (not the hub's own): the worker's busy time
         self._small = [0] * (SMALL_NS >> 10)
@@ -198,6 +207,8 @@ class SliceTracer:
         self._add_busy(now)
         self._read_at, self._cpu, self._runq = now, cpu, runq
         self._gc_count = gc.get_count()
+        if self._steal is not None and now - self._steal_at >= STEAL_EVERY_NS:
+            self._steal_at, self._stolen = now, self._steal.read()
         if self.alarm is not None:
             # Up to a refresh period may pass before the next slow path re-arms it, so the
             # slice running then may be that much younger: armed for less, the alarm would
@@ -234,6 +245,11 @@ class SliceTracer:
         runq_ns = min(runq - self._runq, wall)
         asleep = max(0, (now - self._read_at) - (cpu - self._cpu) - (runq - self._runq)
                      - lead_in)
+        # What the VM's host took while the thread seemed asleep was a wait for a CPU. The
+        # read before is up to STEAL_EVERY_NS older than `_read_at`: a tick that fell then is
+        # taken off too, which can only move a run away from "blocked".
+        stolen = min(asleep, self._stolen_since(now))
+        asleep, runq_ns = asleep - stolen, min(runq_ns + stolen, wall)
         seq, sampled = self._samples
         stacks = sampled if seq == self.seq else ()
         kind = held_kind(on_cpu, runq_ns, asleep)
@@ -267,6 +283,16 @@ class SliceTracer:
             heapq.heappush(self._longest, item)
         elif wall > self._longest[0][0]:
             heapq.heapreplace(self._longest, item)
+
+    def _read_steal(self) -> tuple[int, ...]:
+        return self._steal.read() if self._steal is not None else ()
+
+    def _stolen_since(self, now: int) -> int:
+        if self._steal is None:
+            return 0
+        before, self._stolen = self._stolen, self._steal.read()
+        self._steal_at = now
+        return self._steal.between_ns(before, self._stolen)
 
     def _tagged_slice(self, entry: list[int], wall: int, cpu: int) -> None:
         entry[2] += wall

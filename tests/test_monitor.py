@@ -1,5 +1,6 @@
 """The slice tracer, the heartbeat and the watchdog on a real gevent hub."""
 
+import os
 import time
 
 import gevent
@@ -28,7 +29,9 @@ def test_a_blocking_call_is_one_blocked_slice_measured_with_its_frame(monitor):
     slices = report.slices
     assert slices.held == {"blocked": 1} and 95 <= slices.held_ms["blocked"] <= 200
     (held,) = slices.longest
-    assert held.kind == "blocked" and held.off_cpu_ms >= 90 and held.on_cpu_ms < 10
+    # (A VM's CPUs lose time to their host even idle: a tick of it may be taken off.)
+    assert held.kind == "blocked" and held.off_cpu_ms >= 70 and held.on_cpu_ms < 10
+    assert held.off_cpu_ms + held.runq_ms >= 90
     assert any("blocking_sleep(0.1)" in frame for frame in held.frames)
     assert "blocking_sleep(0.1)" in slices.culprits[0].frame
     # The heartbeat saw one stall, and knows the slice that held it.
@@ -201,3 +204,31 @@ def test_parts_left_out_to_measure_their_cost_are_not_running():
     m.stop()
     assert report.slices.count == 0 and report.stalls == 0 and report.lag_hdr
     assert len(os.listdir("/proc/self/fd")) <= before + 1  # the watchdog's alarm closed
+
+
+def test_time_the_vms_host_stole_during_a_held_run_is_waiting_for_a_cpu_not_blocking(
+        monitor, tmp_path):
+    # To the guest, a thread whose CPU the host took is neither running nor waiting for a
+    # CPU: it looks asleep. /proc/stat's steal column is the only record; a file stands in
+    # for it here, since no test can make a host steal.
+    from probe.sched import Steal
+    from tests.test_sched import write_stat
+
+    stat = tmp_path / "stat"
+    write_stat(stat, 500, 500)
+    tracer = monitor.tracer
+    tracer._steal = Steal(str(stat))
+    tracer._stolen = tracer._steal.read()
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    lost = round(100 / tick_ms)
+    write_stat(stat, 500 + lost, 500 + lost)  # the CPUs lost 100 ms
+    blocking_sleep(0.1)
+    gevent.sleep(0)
+    lost = round(130 / tick_ms)
+    write_stat(stat, 500 + lost, 500 + lost)  # then 30 ms more
+    blocking_sleep(0.1)
+    monitor.settle()
+    stolen, blocked = sorted(monitor.report().slices.longest, key=lambda h: h.t)
+    assert stolen.kind == "preempted" and stolen.off_cpu_ms < 10 and stolen.runq_ms >= 90
+    # Only what was stolen is taken off: the rest of the run was asleep, and blocking.
+    assert blocked.kind == "blocked" and 60 <= blocked.off_cpu_ms <= 80
