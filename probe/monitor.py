@@ -257,6 +257,7 @@ class LoopMonitor:
         sample_from_ns = int(self.sample_from_s * 1e9)
         resample_ns = int(RESAMPLE_S * 1e9)
         sampled_seq, sampled_at = -1, 0
+        wchan = sched.Wchan(self._hub_tid)
         try:
             while self._running and alarm.wait():
                 if not self._running:  # stop() clears it from another thread
@@ -273,14 +274,15 @@ class LoopMonitor:
                     continue
                 if now - start > self.deadlock_after_s * 1e9 and self._pending():
                     self._deadlock("held", (now - start) / 1e9)  # the hub itself is stuck
-                before = sched.wchan(self._hub_tid)
+                before = wchan.read()
                 stack = sample_stack(self._hub_ident)
                 if stack is not None and seq == tracer.seq:
-                    polling = in_loop_poll(stack, before, sched.wchan(self._hub_tid))
+                    polling = in_loop_poll(stack, before, wchan.read())
                     tracer.add_sample(seq, stack, polling)
                     sampled_seq, sampled_at = seq, now
                     alarm.arm(RESAMPLE_S)
         finally:
+            wchan.close()
             alarm.close()
 
     # -- the report ----------------------------------------------------------------------------

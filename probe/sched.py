@@ -23,6 +23,7 @@ import os
 import time
 
 from probe.measurement import HeldKind
+from probe.syscalls import Reader, close, open_or_none
 
 PATH = "/proc/thread-self/schedstat"
 MISSING = ("time waiting for a CPU: no /proc/thread-self/schedstat here, so a thread that "
@@ -34,11 +35,8 @@ class SchedStat:
     """Open it in the thread to watch: the file is bound to the thread that opens it."""
 
     def __init__(self) -> None:
-        try:
-            self._fd: int | None = os.open(PATH, os.O_RDONLY)
-        except OSError:  # not Linux (macOS), or a container's restricted /proc
-            self._fd = None
-        self._readable = self._fd is not None  # still true once closed: the report follows
+        self._reader = open_or_none(PATH, 128)
+        self._readable = self._reader is not None  # still true once closed: the report follows
 
     @property
     def knows_runq(self) -> bool:
@@ -47,14 +45,13 @@ class SchedStat:
 
     def read_ns(self) -> tuple[int, int]:
         """(ns on a CPU, ns runnable waiting for a CPU) since the thread started."""
-        if self._fd is not None:
-            return time.thread_time_ns(), int(os.pread(self._fd, 128, 0).split()[1])
+        if self._reader is not None:
+            return time.thread_time_ns(), int(self._reader.read().split()[1])
         return time.thread_time_ns(), 0
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._reader, reader = None, self._reader
+        close(reader)
 
 
 STAT_PATH = "/proc/stat"
@@ -73,37 +70,36 @@ class Steal:
     since boot (bare metal, or a host that does not report it)."""
 
     def __init__(self, path: str = STAT_PATH, thread_stat: str = THREAD_STAT) -> None:
-        self._fd: int | None = None
-        self._thread_fd: int | None = None
-        self._tick_ns = 0
+        self._tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") \
+            else 0
+        self._stat = open_or_none(path, 1 << 16)
+        self._thread: Reader | None = None
         try:
-            self._fd = os.open(path, os.O_RDONLY)
-            self._tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
             if any(self.read()):
-                self._thread_fd = _open_or_none(thread_stat)
+                self._thread = open_or_none(thread_stat, 1024)
                 return
-        except (OSError, ValueError, IndexError):  # not Linux, or an unexpected format
+        except (OSError, ValueError, IndexError):  # an unexpected format
             pass
         self.close()
 
     @property
     def active(self) -> bool:
-        return self._fd is not None
+        return self._stat is not None
 
     def read(self) -> tuple[int, ...]:
         """Ticks stolen from each CPU since boot; () when inactive."""
-        if self._fd is None:
+        if self._stat is None:
             return ()
-        lines = os.pread(self._fd, 1 << 16, 0).split(b"\n")
+        lines = self._stat.read().split(b"\n")
         return tuple(int(line.split()[STEAL_COLUMN]) for line in lines[1:]
                      if line.startswith(b"cpu"))
 
     def cpu(self) -> int | None:
         """The CPU the watched thread runs on (None if unknown)."""
-        if self._thread_fd is None:
+        if self._thread is None:
             return None
         try:
-            return int(os.pread(self._thread_fd, 1024, 0).rsplit(b")", 1)[1].split()[CPU_FIELD])
+            return int(self._thread.read().rsplit(b")", 1)[1].split()[CPU_FIELD])
         except (OSError, ValueError, IndexError):
             return None
 
@@ -117,27 +113,30 @@ class Steal:
         return (lost[cpu] if cpu is not None and cpu < len(lost) else max(lost)) * self._tick_ns
 
     def close(self) -> None:
-        for fd in (self._fd, self._thread_fd):
-            if fd is not None:
-                os.close(fd)
-        self._fd = self._thread_fd = None
+        (stat, self._stat), (thread, self._thread) = (self._stat, None), (self._thread, None)
+        close(stat)
+        close(thread)
 
 
-def _open_or_none(path: str) -> int | None:
-    try:
-        return os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-
-
-def wchan(native_id: int) -> str:
+class Wchan:
     """Where in the kernel a thread of this process sleeps ("do_epoll_wait",
-    "hrtimer_nanosleep"; "0" while it runs), or "" where that cannot be read."""
-    try:
-        with open(f"/proc/self/task/{native_id}/wchan") as f:
-            return f.read()
-    except OSError:
-        return ""
+    "hrtimer_nanosleep"; "0" while it runs), or "" where that cannot be read. Read by the
+    watchdog around every sample: the file stays open (probe.syscalls)."""
+
+    def __init__(self, native_id: int) -> None:
+        self._reader = open_or_none(f"/proc/self/task/{native_id}/wchan", 64)
+
+    def read(self) -> str:
+        if self._reader is None:
+            return ""
+        try:
+            return self._reader.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        self._reader, reader = None, self._reader
+        close(reader)
 
 
 def held_kind(on_cpu: int, runq: int, asleep: int) -> HeldKind:

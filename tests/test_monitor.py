@@ -158,7 +158,7 @@ def test_a_blocking_hub_callback_is_held_and_an_idle_poll_is_not():
     from gevent.monkey import get_original
 
     from probe.frames import in_loop_poll, sample_stack
-    from probe.sched import wchan
+    from probe.sched import Wchan
 
     # The hub idle in its event loop's poll, as another thread (the watchdog) samples it:
     # the hub's run loop, asleep in epoll. A VM's stolen time makes that wait long.
@@ -167,7 +167,9 @@ def test_a_blocking_hub_callback_is_held_and_an_idle_poll_is_not():
 
     def watchdog() -> None:
         blocking_sleep(0.03)
-        sampled.append((sample_stack(ident), wchan(tid)))
+        wchan = Wchan(tid)
+        sampled.append((sample_stack(ident), wchan.read()))
+        wchan.close()
 
     get_original("_thread", "start_new_thread")(watchdog, ())
     gevent.sleep(0.1)
