@@ -256,30 +256,28 @@ class LoopMonitor:
         tracer, alarm = self.tracer, self.alarm
         sample_from_ns = int(self.sample_from_s * 1e9)
         resample_ns = int(RESAMPLE_S * 1e9)
-        sampled_seq, sampled_at = -1, 0
+        sampled, sampled_at = -1, 0  # the slice last sampled, and when
         wchan = sched.Wchan(self._hub_tid)
         try:
             while self._running and alarm.wait():
                 if not self._running:  # stop() clears it from another thread
                     break  # type: ignore[unreachable]
-                seq, start = tracer.seq, tracer.start_ns
+                start = tracer.start_ns  # the current slice's name
                 now = time.perf_counter_ns()
-                if seq != tracer.seq:
-                    continue
                 if now - start < sample_from_ns:  # armed as this slice began: nearly there
                     alarm.arm((sample_from_ns - (now - start)) / 1e9 + 1e-4)
                     continue
-                if seq == sampled_seq and now - sampled_at < resample_ns:
+                if start == sampled and now - sampled_at < resample_ns:
                     alarm.arm((resample_ns - (now - sampled_at)) / 1e9)
                     continue
                 if now - start > self.deadlock_after_s * 1e9 and self._pending():
                     self._deadlock("held", (now - start) / 1e9)  # the hub itself is stuck
                 before = wchan.read()
                 stack = sample_stack(self._hub_ident)
-                if stack is not None and seq == tracer.seq:
+                if stack is not None and start == tracer.start_ns:
                     polling = in_loop_poll(stack, before, wchan.read())
-                    tracer.add_sample(seq, stack, polling)
-                    sampled_seq, sampled_at = seq, now
+                    tracer.add_sample(start, stack, polling)
+                    sampled, sampled_at = start, now
                     alarm.arm(RESAMPLE_S)
         finally:
             wchan.close()
