@@ -18,7 +18,7 @@ exact), the other two at most once per `refresh_s` (a quarter of the threshold: 
 default) and at the end of every slice longer: a held slice's split on and off the CPU is
 known to within a quarter of the shortest one that counts. `precise()` reads them at every
 switch, for the probe's own queries (a block of 0.5 ms per query must be measured). The
-tracer costs a saturated sample app 3.3% of its throughput (~1 µs a switch in a tight loop,
+tracer costs a saturated sample app ~4% of its throughput (~0.7 µs a switch in a tight loop,
 several times that in an app): benchmarks/overhead.py prices each part of the watch.
 
 Stacks: the monitor's watchdog thread samples the hub thread's stack while a slice runs past
