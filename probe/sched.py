@@ -70,15 +70,15 @@ class Steal:
     since boot (bare metal, or a host that does not report it)."""
 
     def __init__(self, path: str = STAT_PATH, thread_stat: str = THREAD_STAT) -> None:
-        self._tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") \
-            else 0
+        self._tick_ns = 0
         self._stat = open_or_none(path, 1 << 16)
         self._thread: Reader | None = None
         try:
+            self._tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
             if any(self.read()):
                 self._thread = open_or_none(thread_stat, 1024)
                 return
-        except (OSError, ValueError, IndexError):  # an unexpected format
+        except (OSError, ValueError, IndexError, AttributeError):  # not Unix, another format
             pass
         self.close()
 

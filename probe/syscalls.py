@@ -93,12 +93,11 @@ class Timer:
         self.fd: int = fd
         self._spec = _Itimerspec()  # reused: armed up to hundreds of times a second
         self._spec_ref = ctypes.byref(self._spec)
-        self._after = -1.0
 
     def settime(self, after: float) -> None:
-        """Fire once, `after` seconds from now (0 would disarm it: callers never pass it)."""
+        """Fire once, `after` seconds from now (0 would disarm it: callers never pass it).
+        Two threads arm it: each call sets the whole spec, so that a call interleaved with
+        the other thread's can leave a wrong delay for one arming, never for the next."""
         spec = self._spec
-        if after != self._after:  # the tracer arms the same delay again and again
-            spec.it_value.tv_sec, spec.it_value.tv_nsec = int(after), int(after % 1 * 1e9)
-            self._after = after
+        spec.it_value.tv_sec, spec.it_value.tv_nsec = int(after), int(after % 1 * 1e9)
         _LIBC.timerfd_settime(self.fd, 0, self._spec_ref, None)
