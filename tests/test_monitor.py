@@ -219,6 +219,8 @@ def test_time_the_vms_host_stole_during_a_held_run_is_waiting_for_a_cpu_not_bloc
     stat = tmp_path / "stat"
     write_stat(stat, 500, 500)
     tracer = monitor.tracer
+    if tracer._steal is not None:
+        tracer._steal.close()
     tracer._steal = Steal(str(stat))
     tracer._stolen = tracer._steal.read()
     tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
@@ -233,4 +235,5 @@ def test_time_the_vms_host_stole_during_a_held_run_is_waiting_for_a_cpu_not_bloc
     stolen, blocked = sorted(monitor.report().slices.longest, key=lambda h: h.t)
     assert stolen.kind == "preempted" and stolen.off_cpu_ms < 10 and stolen.runq_ms >= 90
     # Only what was stolen is taken off: the rest of the run was asleep, and blocking.
-    assert blocked.kind == "blocked" and 60 <= blocked.off_cpu_ms <= 80
+    assert blocked.kind == "blocked" and blocked.off_cpu_ms >= 60
+    assert 30 <= blocked.runq_ms <= 40
