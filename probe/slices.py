@@ -18,8 +18,9 @@ exact), the other two at most once per `refresh_s` (a quarter of the threshold: 
 default) and at the end of every slice longer: a held slice's split on and off the CPU is
 known to within a quarter of the shortest one that counts. `precise()` reads them at every
 switch, for the probe's own queries (a block of 0.5 ms per query must be measured). The
-tracer costs a saturated sample app ~4% of its throughput (~0.7 µs a switch in a tight loop,
-several times that in an app): benchmarks/overhead.py prices each part of the watch.
+tracer costs a saturated sample app ~4% of its throughput (~1 µs a switch in a tight loop:
+benchmarks/switch_cost.py; several times that in an app): benchmarks/overhead.py prices each
+part of the watch.
 
 Stacks: the monitor's watchdog thread samples the hub thread's stack while a slice runs past
 `sample_from_s` (probe.monitor), and hands them to `add_sample`; a held slice keeps the
