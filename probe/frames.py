@@ -78,7 +78,9 @@ def sample_stack(thread_ident: int) -> RawStack | None:
 def walk(frame: Any) -> RawStack:
     found: list[RawFrame] = []
     while frame is not None and len(found) < MAX_FRAMES:
-        found.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
+        # f_lineno is None while a frame runs code without a line (pytest's rewritten
+        # asserts, for one): 0, which linecache reads as no source.
+        found.append((frame.f_code.co_filename, frame.f_lineno or 0, frame.f_code.co_name))
         frame = frame.f_back
     return tuple(reversed(found))
 

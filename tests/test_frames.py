@@ -1,4 +1,6 @@
-from probe.frames import caller_line, culprit_line, merge_culprits
+from types import SimpleNamespace
+
+from probe.frames import caller_line, culprit_line, format_stack, merge_culprits, walk
 from probe.measurement import Culprit
 from probe.messages import SliceReport
 
@@ -29,3 +31,14 @@ def test_the_caller_is_the_innermost_frame_of_the_users_own_code():
              '  File "/v/lib/python3.11/site-packages/psycopg2/__init__.py", line 9, in connect',
              "    _connect(dsn)")
     assert caller_line(stack) == 'File "/app/views.py", line 3, in handler `db.query()`'
+
+
+def test_a_frame_without_a_line_number_is_walked_and_formatted():
+    # Python gives f_lineno None while a frame runs code without a line (pytest's rewritten
+    # asserts): a sampled stack caught there once broke the report.
+    code = SimpleNamespace(co_filename=__file__, co_name="rewritten")
+    outer = SimpleNamespace(f_code=SimpleNamespace(co_filename=__file__, co_name="test"),
+                            f_lineno=1, f_back=None)
+    stack = walk(SimpleNamespace(f_code=code, f_lineno=None, f_back=outer))
+    assert stack == ((__file__, 1, "test"), (__file__, 0, "rewritten"))
+    assert format_stack(stack)[-1] == f'  File "{__file__}", line 0, in rewritten'
