@@ -8,8 +8,9 @@ back to back prices them warm; this one also spins in Python for a gap before ea
 an app does, and prints the median and 90th percentile per call and gap. On the 2-core VM
 this was written on (two runs, an hour apart): a read of /proc/thread-self/schedstat took
 3.0-4.7 µs back to back and 17-27 µs after 2.5 ms of Python, /proc/stat 10 and 42 µs,
-getppid() 0.3-0.6 and 1.6-4.8 µs. What a system call costs depends on what ran before it,
-which is why the tracer reads its clocks at most every 5 ms (probe.slices).
+getppid() 0.3-0.6 and 1.6-4.8 µs. What a system call costs depends on what ran before it:
+the slice tracer's reads of the hub's clocks (every 2.5 ms, probe.slices) cost a saturated
+worker several times what a back-to-back microbenchmark of them says.
 """
 
 from __future__ import annotations
