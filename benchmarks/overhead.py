@@ -1,7 +1,7 @@
 """What measuring costs the app: the sample app's throughput with the measurement on and off.
 
     .venv/bin/python benchmarks/overhead.py [--servers 3] [--rounds 6] [--seconds 3]
-        [--env GEVENT_PROBE_...=VALUE]
+        [--env GEVENT_PROBE_...=VALUE] [--against DIR]
 
 Two gunicorn gevent workers serve the sample app (psycopg-binary, GET /select1), one with the
 measurement on (as `run` starts it: the slice tracer on every greenlet switch, the heartbeat,
@@ -23,6 +23,13 @@ PARTS: tracer, heartbeat, watchdog) leaves those parts out of the watched worker
 
 Printed: each round's RPS and CPU per request of both workers, and last the RPS cost (from
 the geometric mean of the rounds' CPU-per-request ratios, with a 95% t-interval over them).
+
+--against DIR: is a change cheaper? A third worker, watched, runs another checkout of the
+tool (`git worktree add DIR REV`; its probe/ comes first on its PYTHONPATH) on the same core
+at the same time, and the difference between the two costs is printed last, with its own
+interval. The same code measured minutes apart here gave 5.3% and 7.0% (the host's load
+moves what a system call costs: benchmarks/syscall_cost.py), so two versions measured in
+turn cannot be told apart by 1%; side by side they see the same machine at every instant.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ from probe.postgres import database
 from probe.server import SAMPLE_APP, Gunicorn, get
 
 
-def together(servers: tuple[Gunicorn, Gunicorn], seconds: float, connections: int,
+def together(servers: tuple[Gunicorn, ...], seconds: float, connections: int,
              wrk_prefix: list[str]) -> list[tuple[float, float]]:
     """(RPS, the worker's CPU µs per request) of each server, both saturated at once."""
     workers = [psutil.Process(server.worker_pids()[0]) for server in servers]
@@ -96,7 +103,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50, help="per server")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="for both workers, e.g. GEVENT_PROBE_BLOCK_THRESHOLD_MS=100")
+    parser.add_argument("--against", type=Path, metavar="DIR",
+                        help="another checkout, watched, beside this one")
     args = parser.parse_args()
+    if args.against is not None and not (args.against / "probe" / "slices.py").is_file():
+        raise SystemExit(f"benchmarks/overhead.py: no checkout of the tool in {args.against}")
     if not shutil.which("wrk"):
         raise SystemExit("benchmarks/overhead.py needs wrk (apt-get install wrk)")
     extra_env = dict(item.split("=", 1) for item in args.env)
@@ -106,6 +117,7 @@ def main() -> None:
     wrk_prefix = ["taskset", "-c", ",".join(map(str, sorted(other_cpus)))] if other_cpus \
         else []
     ratios: list[tuple[float, float]] = []
+    versus: list[float] = []  # this checkout's CPU per request over the other's
     t0 = time.perf_counter()
     with database(None) as db, tempfile.TemporaryDirectory() as tmp:
         if other_cpus is not None:
@@ -113,20 +125,31 @@ def main() -> None:
                 if "postgres" in " ".join(proc.info["cmdline"] or []):
                     proc.cpu_affinity(sorted(other_cpus))
         print(f"{db.describe()}; both workers on CPU {worker_cpus or 'any'}\n")
-        print("| set | round | off RPS | on RPS | on / off | off CPU µs/req | on CPU µs/req |")
-        print("|---|---|---|---|---|---|---|")
+        other = " other CPU µs/req |" if args.against else ""
+        print(f"| set | round | off RPS | on RPS | on / off | off CPU µs/req | on CPU µs/req |"
+              f"{other}")
+        print("|---|---|---|---|---|---|---|" + ("---|" if args.against else ""))
         for n in range(1, args.servers + 1):
             with ExitStack() as stack:
                 off_server = start(db.dsn, False, Path(tmp), stack, worker_cpus, wrk_prefix,
                                    extra_env)
                 on_server = start(db.dsn, True, Path(tmp), stack, worker_cpus, wrk_prefix,
                                   extra_env)
+                servers = [off_server, on_server]
+                if args.against is not None:
+                    servers.append(start(db.dsn, True, Path(tmp), stack, worker_cpus,
+                                         wrk_prefix, {**extra_env, "PYTHONPATH":
+                                                      str(args.against.resolve())}))
                 for r in range(1, args.rounds + 1):
-                    off, on = together((off_server, on_server), args.seconds,
-                                       args.connections, wrk_prefix)
+                    off, on, *others = together(tuple(servers), args.seconds,
+                                                args.connections, wrk_prefix)
                     ratios.append((on[0] / off[0], on[1] / off[1]))
+                    cell = ""
+                    if others:
+                        versus.append(on[1] / others[0][1])
+                        cell = f" {others[0][1]:.0f} |"
                     print(f"| {n} | {r} | {off[0]:,.0f} | {on[0]:,.0f} | {on[0] / off[0]:.3f} "
-                          f"| {off[1]:.0f} | {on[1]:.0f} |", flush=True)
+                          f"| {off[1]:.0f} | {on[1]:.0f} |{cell}", flush=True)
     cpu = interval([math.log(b) for _, b in ratios])
     print(f"\n{time.perf_counter() - t0:.0f} s in all; {len(ratios)} rounds; on/off CPU per "
           f"request {min(b for _, b in ratios):.3f}-{max(b for _, b in ratios):.3f}, RPS "
@@ -134,6 +157,11 @@ def main() -> None:
     print(f"CPU per request: {100 * (cpu[0] - 1):+.1f}% (95% interval "
           f"{100 * (cpu[1] - 1):+.1f}% to {100 * (cpu[2] - 1):+.1f}%)")
     # Saturated, a worker serves one request per CPU-per-request: RPS scales as its inverse.
+    if versus:
+        diff = interval([math.log(v) for v in versus])
+        print(f"this checkout's CPU per request over {args.against}'s: "
+              f"{100 * (diff[0] - 1):+.1f}% (95% interval {100 * (diff[1] - 1):+.1f}% to "
+              f"{100 * (diff[2] - 1):+.1f}%)")
     print(f"measurement cost: {100 * (1 - 1 / cpu[0]):.1f}% of RPS (95% interval "
           f"{100 * (1 - 1 / cpu[1]):.1f}% to {100 * (1 - 1 / cpu[2]):.1f}%, over "
           f"{len(ratios)} rounds)")
