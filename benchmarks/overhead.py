@@ -1,7 +1,7 @@
 """What measuring costs the app: the sample app's throughput with the measurement on and off.
 
     .venv/bin/python benchmarks/overhead.py [--servers 3] [--rounds 6] [--seconds 3]
-        [--env GEVENT_PROBE_...=VALUE] [--against DIR]
+        [--env GEVENT_PROBE_...=VALUE] [--against DIR] [--against-env KEY=VALUE]
 
 Two gunicorn gevent workers serve the sample app (psycopg-binary, GET /select1), one with the
 measurement on (as `run` starts it: the slice tracer on every greenlet switch, the heartbeat,
@@ -30,6 +30,9 @@ at the same time, and the difference between the two costs is printed last, with
 interval. The same code measured minutes apart here gave 5.3% and 7.0% (the host's load
 moves what a system call costs: benchmarks/syscall_cost.py), so two versions measured in
 turn cannot be told apart by 1%; side by side they see the same machine at every instant.
+--against-env KEY=VALUE: for that third worker only; with `--against .` it prices one part
+of the watch side by side (--against-env GEVENT_PROBE_WATCH_WITHOUT=watchdog: what the
+watchdog costs is this checkout's excess over the other's).
 """
 
 from __future__ import annotations
@@ -105,12 +108,15 @@ def main() -> None:
                         help="for both workers, e.g. GEVENT_PROBE_BLOCK_THRESHOLD_MS=100")
     parser.add_argument("--against", type=Path, metavar="DIR",
                         help="another checkout, watched, beside this one")
+    parser.add_argument("--against-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="for the --against worker only")
     args = parser.parse_args()
     if args.against is not None and not (args.against / "probe" / "slices.py").is_file():
         raise SystemExit(f"benchmarks/overhead.py: no checkout of the tool in {args.against}")
     if not shutil.which("wrk"):
         raise SystemExit("benchmarks/overhead.py needs wrk (apt-get install wrk)")
     extra_env = dict(item.split("=", 1) for item in args.env)
+    against_env = dict(item.split("=", 1) for item in args.against_env)
     cores = sorted(os.sched_getaffinity(0))
     split = len(cores) >= 2 and shutil.which("taskset")
     worker_cpus, other_cpus = ({cores[-1]}, set(cores[:-1])) if split else (None, None)
@@ -138,7 +144,7 @@ def main() -> None:
                 servers = [off_server, on_server]
                 if args.against is not None:
                     servers.append(start(db.dsn, True, Path(tmp), stack, worker_cpus,
-                                         wrk_prefix, {**extra_env, "PYTHONPATH":
+                                         wrk_prefix, {**extra_env, **against_env, "PYTHONPATH":
                                                       str(args.against.resolve())}))
                 for r in range(1, args.rounds + 1):
                     off, on, *others = together(tuple(servers), args.seconds,

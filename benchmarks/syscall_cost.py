@@ -6,9 +6,9 @@ The slice tracer reads the hub thread's clocks (probe.sched) between greenlet sw
 few milliseconds apart, with the app's Python in between. A microbenchmark that calls them
 back to back prices them warm; this one also spins in Python for a gap before each call, as
 an app does, and prints the median and 90th percentile per call and gap. On the 2-core VM
-this was written on (two runs, an hour apart): a read of /proc/thread-self/schedstat took
-3.0-4.7 µs back to back and 17-27 µs after 2.5 ms of Python, /proc/stat 10 and 42 µs,
-getppid() 0.3-0.6 and 1.6-4.8 µs. What a system call costs depends on what ran before it:
+this was written on (two runs, 20 minutes apart): a read of /proc/thread-self/schedstat
+took 2.9-3.0 µs back to back and 17-24 µs after 2.5 ms of Python, /proc/stat 10-14 and
+31-42 µs, getppid() 0.3-0.5 and 1.6-2.1 µs. What a system call costs depends on what ran before it:
 the slice tracer's reads of the hub's clocks (every 2.5 ms, probe.slices) cost a saturated
 worker several times what a back-to-back microbenchmark of them says.
 """
