@@ -25,7 +25,7 @@ Printed: each round's RPS and CPU per request of both workers, and last the RPS 
 the geometric mean of the rounds' CPU-per-request ratios, with a 95% t-interval over them).
 
 --against DIR: is a change cheaper? A third worker, watched, runs another checkout of the
-tool (`git worktree add DIR REV`; its probe/ comes first on its PYTHONPATH) on the same core
+tool (`git worktree add DIR REV`: gunicorn_conf pins its probe/) on the same core
 at the same time, and the difference between the two costs is printed last, with its own
 interval. The same code measured minutes apart here gave 5.3% and 7.0% (the host's load
 moves what a system call costs: benchmarks/syscall_cost.py), so two versions measured in
@@ -75,11 +75,13 @@ def together(servers: tuple[Gunicorn, ...], seconds: float, connections: int,
 
 
 def start(dsn: str, watch: bool, workdir: Path, stack: ExitStack, cpus: set[int] | None,
-          wrk_prefix: list[str], extra_env: dict[str, str]) -> Gunicorn:
+          wrk_prefix: list[str], extra_env: dict[str, str], home: Path | None = None) -> Gunicorn:
     env = {"GEVENT_PROBE_VARIANT": "psycopg-binary", "GEVENT_PROBE_DSN": dsn, **extra_env,
            "GEVENT_PROBE_WATCH": "1" if watch else "0"}
-    server = stack.enter_context(Gunicorn(app=SAMPLE_APP, env=env,
-                                          stats_dir=workdir / f"w{time.monotonic_ns()}"))
+    server = Gunicorn(app=SAMPLE_APP, env=env, stats_dir=workdir / f"w{time.monotonic_ns()}")
+    if home is not None:  # the workers import that checkout's probe (gunicorn_conf pins it)
+        server.home = home
+    stack.enter_context(server)
     if cpus is not None:
         main = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
         for proc in [main, *main.children(recursive=True)]:
@@ -144,8 +146,8 @@ def main() -> None:
                 servers = [off_server, on_server]
                 if args.against is not None:
                     servers.append(start(db.dsn, True, Path(tmp), stack, worker_cpus,
-                                         wrk_prefix, {**extra_env, **against_env, "PYTHONPATH":
-                                                      str(args.against.resolve())}))
+                                         wrk_prefix, {**extra_env, **against_env},
+                                         home=args.against.resolve()))
                 for r in range(1, args.rounds + 1):
                     off, on, *others = together(tuple(servers), args.seconds,
                                                 args.connections, wrk_prefix)

@@ -66,7 +66,8 @@ _get_native_id = get_original("_thread", "get_native_id")
 class LoopMonitor:
     def __init__(self, interval_s: float = HEARTBEAT_S, threshold_s: float = 0.01,
                  sample_from_s: float | None = None,
-                 deadlock_after_s: float = DEADLOCK_AFTER_S) -> None:
+                 deadlock_after_s: float = DEADLOCK_AFTER_S,
+                 clocks_every_s: float | None = None) -> None:
         self.interval_s = interval_s
         self.threshold_s = threshold_s
         # Stacks are sampled from half the threshold on: a slice that ends up held was
@@ -76,7 +77,7 @@ class LoopMonitor:
         self.sample_from_s = sample_from_s if sample_from_s is not None else threshold_s / 2
         self._hub_ident = _get_ident()
         self._hub_tid = _get_native_id()  # the kernel's name for the hub's thread (its wchan)
-        self.tracer = SliceTracer(threshold_s)
+        self.tracer = SliceTracer(threshold_s, clocks_every_s=clocks_every_s)
         self.alarm = Alarm(poll_s=self.sample_from_s)
         self._timer: Any = None  # the heartbeat: a repeating libev timer
         # No progress for this long while work is pending is a deadlock (watch_progress).

@@ -62,8 +62,10 @@ class HubBlockGuard:
         from probe.monitor import LoopMonitor
 
         threshold = min(max_ms, SAMPLE_FROM_MS) / 1000
+        # Where cost does not matter: a beat every millisecond, the clocks at every slow path.
         self.monitor = LoopMonitor(interval_s=0.001, threshold_s=threshold,
-                                   sample_from_s=threshold / 2).start()
+                                   sample_from_s=threshold / 2,
+                                   clocks_every_s=threshold / 4).start()
         connects.instrument(self.monitor.tracer)  # the drivers the test module imported
         self.max_ms = max_ms
         self.max_queue_ms = max_queue_ms

@@ -46,6 +46,9 @@ class Gunicorn:
     preload: bool = False
     chdir: Path | None = None
     worker_timeout_s: float = 60.0  # gunicorn kills a worker silent this long (a blocked probe)
+    # The checkout or install whose `probe` the workers import (apps/gunicorn_conf.py pins
+    # it): this one, except for benchmarks/overhead.py --against.
+    home: Path = Path(probe.__file__).resolve().parent.parent
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     # The agent's routes answer only requests that carry it (probe.agent), here as anywhere.
@@ -77,7 +80,7 @@ class Gunicorn:
                protocol.PRELOAD: "1" if self.preload else "0",
                protocol.AGENT_TOKEN: self.token,
                protocol.STATS_DIR: str(self.stats_dir),
-               protocol.HOME: str(Path(probe.__file__).resolve().parent.parent),
+               protocol.HOME: str(self.home),
                protocol.WORKER_TIMEOUT: f"{self.worker_timeout_s:.0f}"}
         # -P: the folder we run from is not the app's (a checkout's probe/ would shadow the
         # tool's); the sample app runs from its own scratch folder, the user's from --chdir.

@@ -13,12 +13,16 @@ CPU, which the guest's clocks count as sleep: probe.sched.Steal).
 
 Cost, measured on a 2-core VM: greenlet.settrace calls us on every switch; reading the wall
 clock there costs ~0.4 µs, the thread's CPU clock another 0.7 µs (a system call) and its
-scheduler record 1.1 µs. So the wall clock is read at every switch (every slice's length is
-exact), the other two at most once per `refresh_s` (a quarter of the threshold: 2.5 ms by
-default) and at the end of every slice longer: a held slice's split on and off the CPU is
-known to within a quarter of the shortest one that counts. `precise()` reads them at every
-switch, for the probe's own queries (a block of 0.5 ms per query must be measured). The
-tracer costs a saturated sample app ~4% of its throughput (~1 µs a switch in a tight loop:
+scheduler record 1.1 µs, back to back. In an app, after a few milliseconds of Python, the
+same system calls cost 5-40 µs (cold caches: benchmarks/syscall_cost.py), and they, not
+the Python, were most of what the tracer cost a saturated worker. So the wall clock is read
+at every switch (every slice's length is exact), the other two at most once per
+`clocks_every_s` (half the threshold: 5 ms by default) and at the end of every slice longer:
+a held slice's split on and off the CPU is known to within half of the shortest one that
+counts, and never overstates blocking (`_held`). The pytest guard, where cost does not
+matter, reads them every quarter. `precise()` reads them at every switch, for the probe's
+own queries (a block of 0.5 ms per query must be measured). The tracer costs a saturated
+sample app ~4% of its throughput (~1 µs a switch in a tight loop:
 benchmarks/switch_cost.py; several times that in an app): benchmarks/overhead.py prices each
 part of the watch.
 
@@ -79,16 +83,25 @@ _tiebreak = itertools.count()
 class SliceTracer:
     """Install with `start()` in the thread whose hub it watches (the main thread)."""
 
-    def __init__(self, threshold_s: float = 0.01, refresh_s: float | None = None) -> None:
+    def __init__(self, threshold_s: float = 0.01, refresh_s: float | None = None,
+                 clocks_every_s: float | None = None) -> None:
         import gevent
 
         self.hub = gevent.get_hub()
         self.threshold_ns = int(threshold_s * 1e9)
-        # A quarter of the threshold: a held slice's split is known to within 25% of the
-        # shortest one that counts, at up to 1/refresh reads a second (2.5 ms: 400); and the
-        # watchdog's alarm (half the threshold) is pushed back twice before it could fire.
+        # The slow path, a quarter of the threshold: the watchdog's alarm (half the
+        # threshold) is pushed back twice before it could fire, and the busy time and the
+        # longest slice are kept up to date.
         refresh = refresh_s if refresh_s is not None else threshold_s / 4
         self._refresh_ns = self._lazy_refresh_ns = int(refresh * 1e9)
+        # The clocks, every other slow path by default: a held slice's split is known to
+        # within half of the shortest one that counts, at up to 200 reads a second. Read
+        # every slow path (400 a second) they cost a saturated sample app 1.0-1.3% more of
+        # its throughput (benchmarks/overhead.py, runs in turn); the steal file, four times
+        # rarer still (it costs ~13 µs back to back, ~70 µs in an app).
+        clocks_every = clocks_every_s if clocks_every_s is not None else 2 * refresh
+        self._clocks_ns = max(self._refresh_ns, int(clocks_every * 1e9))
+        self._steal_every_ns = max(STEAL_EVERY_NS, 4 * self._clocks_ns)
         self._sched = SchedStat()
         # Without the scheduler's record nothing is called preempted (sched.MISSING), stolen
         # time included.
@@ -124,7 +137,7 @@ class SliceTracer:
         self._unix_offset = time.time_ns() - now
         self.since = now
         self.start_ns = now  # when the current slice began
-        self._read_at = now
+        self._read_at = self._slow_at = now  # the clocks' last read; the slow path's
         self._cpu, self._runq = self._sched.read_ns()
         self._cpu0, self._runq0 = self._cpu, self._runq
         self._steal_at, self._stolen = now, self._read_steal()
@@ -190,7 +203,17 @@ class SliceTracer:
         origin, target = args
         tags = self._tags
         tagged = id(origin) in tags or id(target) in tags
-        if not tagged and now - self._read_at < self._refresh_ns:
+        if not tagged and now - self._slow_at < self._refresh_ns:
+            return
+        self._slow_at = now
+        if not (tagged or wall >= self.threshold_ns or self._blocked is not None
+                or now - self._read_at >= self._clocks_ns):
+            # Between two reads of the clocks: what needs none of them.
+            if wall > self.mark_ns:
+                self.mark_ns, self.mark_kind = wall, None
+            self._add_busy(now)
+            self._schedule_read()
+            self._arm_alarm()
             return
         cpu, runq = self._sched.read_ns()
         if self._blocked is not None:
@@ -208,8 +231,11 @@ class SliceTracer:
         self._read_at, self._cpu, self._runq = now, cpu, runq
         self._schedule_read()
         self._gc_count = gc.get_count()
-        if self._steal is not None and now - self._steal_at >= STEAL_EVERY_NS:
+        if self._steal is not None and now - self._steal_at >= self._steal_every_ns:
             self._steal_at, self._stolen = now, self._steal.read()
+        self._arm_alarm()
+
+    def _arm_alarm(self) -> None:
         if self.alarm is not None:
             # Up to a refresh period may pass before the next slow path re-arms it, so the
             # slice running then may be that much younger: armed for less, the alarm would
@@ -222,7 +248,7 @@ class SliceTracer:
     def _schedule_read(self) -> None:
         """When the hot path must next call the slow path: at every switch while a tagged
         call runs (a connect), else once the refresh period passed."""
-        self._next_read = 0 if self._tags else self._read_at + self._refresh_ns
+        self._next_read = 0 if self._tags else self._slow_at + self._refresh_ns
 
     @property
     def count(self) -> int:
@@ -247,7 +273,7 @@ class SliceTracer:
     def _held(self, origin: Any, hub: bool, started_ns: int, wall: int, now: int, cpu: int,
               runq: int, in_connect: bool = False) -> None:
         """A slice past the threshold: classify it from the clocks read since `_read_at`,
-        which is at most `refresh_s` before the slice began. That lead-in is taken off the
+        which is at most `clocks_every_s` before the slice began. That lead-in is taken off the
         time asleep (the hub may have idled then), so the split never overstates blocking.
         Stacks stay raw (file, line, function) until the report formats them: reading source
         lines here would lengthen the next slice."""
@@ -257,7 +283,7 @@ class SliceTracer:
         asleep = max(0, (now - self._read_at) - (cpu - self._cpu) - (runq - self._runq)
                      - lead_in)
         # What the VM's host took while the thread seemed asleep was a wait for a CPU. The
-        # read before is up to STEAL_EVERY_NS older than `_read_at`: a tick that fell then is
+        # read before is up to a steal period older than `_read_at`: a tick that fell then is
         # taken off too, which can only move a run away from "blocked".
         stolen = min(asleep, self._stolen_since(now))
         asleep, runq_ns = asleep - stolen, min(runq_ns + stolen, wall)
@@ -328,7 +354,7 @@ class SliceTracer:
         return self._sched.knows_runq
 
     def clocks(self) -> tuple[int, int, int]:
-        """(perf ns, CPU ns, run-queue ns) as last read: free, at most a refresh period old."""
+        """(perf ns, CPU ns, run-queue ns) as last read: free, at most `clocks_every_s` old."""
         return self._read_at, self._cpu, self._runq
 
     def read_clocks(self) -> tuple[int, int]:

@@ -86,6 +86,45 @@ def test_short_hiccups_are_lag_not_stalls(monitor):
     assert not {"blocked", "computing"} & set(report.kinds)
 
 
+def test_between_held_slices_the_clocks_are_read_once_per_clocks_period(monitor):
+    # Their system calls were most of what watching cost a saturated worker: read every 5 ms
+    # (half the threshold), not at every slow path (2.5 ms), and at the end of held slices.
+    tracer = monitor.tracer
+    reads: list[int] = []
+    read_ns = tracer._sched.read_ns
+
+    def counted() -> tuple[int, int]:
+        reads.append(1)
+        return read_ns()
+
+    def worker() -> None:
+        end = time.perf_counter() + 0.2
+        while time.perf_counter() < end:
+            spin = time.perf_counter() + 0.0002
+            while time.perf_counter() < spin:
+                pass
+            gevent.sleep(0)
+
+    tracer._sched.read_ns = counted  # type: ignore[method-assign]
+    try:
+        gevent.joinall([gevent.spawn(worker) for _ in range(4)])
+    finally:
+        tracer._sched.read_ns = read_ns  # type: ignore[method-assign]
+    assert tracer.count > 500  # hundreds of slow paths were due
+    assert 0 < len(reads) <= 200 / 5 + 5
+
+
+def test_the_guard_reads_the_clocks_at_every_slow_path():
+    from probe.pytest_plugin import HubBlockGuard
+
+    guard = HubBlockGuard(max_ms=10)
+    try:
+        tracer = guard.monitor.tracer
+        assert tracer._clocks_ns == tracer._refresh_ns > 0
+    finally:
+        guard.stop()
+
+
 def test_where_a_late_beat_went_decides_its_kind():
     ms = 1_000_000
     assert stall_kind(0.05, (0, 0), (45 * ms, 0)) == "busy"
