@@ -95,10 +95,11 @@ class SliceTracer:
         refresh = refresh_s if refresh_s is not None else threshold_s / 4
         self._refresh_ns = self._lazy_refresh_ns = int(refresh * 1e9)
         # The clocks, every other slow path by default: a held slice's split is known to
-        # within half of the shortest one that counts, at up to 200 reads a second. Read
-        # every slow path (400 a second) they cost a saturated sample app 1.0-1.3% more of
-        # its throughput (benchmarks/overhead.py, runs in turn); the steal file, four times
-        # rarer still (it costs ~13 µs back to back, ~70 µs in an app).
+        # within half of the shortest one that counts, at up to 200 reads a second. Read at
+        # every slow path (400 a second), and the steal file every 10 ms, a saturated sample
+        # app spent 2.2% (1.4 to 2.9) more CPU per request (benchmarks/overhead.py
+        # --against, side by side); the steal file is read four times rarer still (~10 µs
+        # back to back, 30-40 µs in an app: benchmarks/syscall_cost.py).
         clocks_every = clocks_every_s if clocks_every_s is not None else 2 * refresh
         self._clocks_ns = max(self._refresh_ns, int(clocks_every * 1e9))
         self._steal_every_ns = max(STEAL_EVERY_NS, 4 * self._clocks_ns)
