@@ -118,6 +118,27 @@ class Steal:
         close(thread)
 
 
+class RunQueue:
+    """Another thread's time waiting for a CPU (its schedstat), for the watchdog to tell a hub
+    that was preempted from one that held the loop. The kernel adds a wait when it ends: read
+    from a thread that took the GIL from the hub, it counts the one that just ended."""
+
+    def __init__(self, native_id: int) -> None:
+        self._reader = open_or_none(f"/proc/self/task/{native_id}/schedstat", 128)
+
+    def read_ns(self) -> int | None:
+        if self._reader is None:
+            return None
+        try:
+            return int(self._reader.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def close(self) -> None:
+        self._reader, reader = None, self._reader
+        close(reader)
+
+
 class Wchan:
     """Where in the kernel a thread of this process sleeps ("do_epoll_wait",
     "hrtimer_nanosleep"; "0" while it runs), or "" where that cannot be read. Read by the

@@ -351,6 +351,10 @@ class SliceTracer:
                                                 else True))
 
     @property
+    def refresh_ns(self) -> int:
+        return self._refresh_ns
+
+    @property
     def knows_runq(self) -> bool:
         return self._sched.knows_runq
 
