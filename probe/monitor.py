@@ -59,8 +59,8 @@ MAX_GREENLETS = 12  # distinct waiting stacks kept in a deadlock's report
 # A watchdog wake that finds the hub was preempted (it waited for a CPU most of the time
 # since its clocks were read) is wasted, and costly: the watchdog needs the GIL, which the
 # hub, preempted in Python, holds. Beside a worker that wakes so, one that pushes its alarm
-# further after each such wake (doubling, up to the threshold, for a second) spent 7.9%
-# (6.6 to 9.2) less CPU per request, with three busy workers on one core
+# further after each such wake (doubling, up to the threshold, for a second) spent 8.6%
+# (7.7 to 9.5) less CPU per request, with three busy workers on one core
 # (benchmarks/overhead.py --against). The price: in such a second, a held slice is first
 # sampled up to the threshold later.
 BACK_OFF_FOR_NS = 1_000_000_000

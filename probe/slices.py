@@ -14,8 +14,8 @@ CPU, which the guest's clocks count as sleep: probe.sched.Steal).
 Cost, measured on a 2-core VM: greenlet.settrace calls us on every switch; reading the wall
 clock there costs ~0.4 µs, the thread's CPU clock another 0.7 µs (a system call) and its
 scheduler record 1.1 µs, back to back. In an app, after a few milliseconds of Python, the
-same system calls cost 5-40 µs (cold caches: benchmarks/syscall_cost.py), and they, not
-the Python, were most of what the tracer cost a saturated worker. So the wall clock is read
+same system calls cost 5-40 µs (benchmarks/syscall_cost.py), a large part of what the
+tracer costs a saturated worker. So the wall clock is read
 at every switch (every slice's length is exact), the other two at most once per
 `clocks_every_s` (half the threshold: 5 ms by default) and at the end of every slice longer:
 a held slice's split on and off the CPU is known to within half of the shortest one that
