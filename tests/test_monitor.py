@@ -28,15 +28,19 @@ def test_a_blocking_call_is_one_blocked_slice_measured_with_its_frame(monitor):
     monitor.settle()
     report = monitor.report()
     slices = report.slices
-    assert slices.held == {"blocked": 1} and 95 <= slices.held_ms["blocked"] <= 200
-    (held,) = slices.longest
+    # On a loaded machine the hub's other runs may wait for a CPU that long: preempted, and
+    # only that.
+    assert slices.held["blocked"] == 1 and 95 <= slices.held_ms["blocked"] <= 200
+    assert set(slices.held) <= {"blocked", "preempted"}
+    (held,) = [h for h in slices.longest if h.kind == "blocked"]
     # (A VM's CPUs lose time to their host even idle: a tick of it may be taken off.)
     assert held.kind == "blocked" and held.off_cpu_ms >= 70 and held.on_cpu_ms < 10
     assert held.off_cpu_ms + held.runq_ms >= 90
     assert any("blocking_sleep(0.1)" in frame for frame in held.frames)
     assert "blocking_sleep(0.1)" in slices.culprits[0].frame
     # The heartbeat saw one stall, and knows the slice that held it.
-    assert report.stalls == 1 and report.kinds == {"blocked": 1}
+    assert report.stalls == 1 and report.kinds["blocked"] == 1
+    assert set(report.kinds) <= {"blocked", "preempted"}
     assert 95 <= report.max_ms <= 200
     # Corrected for coordinated omission: the stall stands for the beats it prevented.
     lag = stats.lag_summary(stats.decode(report.lag_hdr))
@@ -49,9 +53,13 @@ def test_code_that_computes_without_yielding_is_a_computing_slice(monitor):
         pass
     monitor.settle()
     report = monitor.report()
-    assert report.slices.held == {"computing": 1}
-    assert report.slices.longest[0].on_cpu_ms >= 40
-    assert report.kinds == {"computing": 1}
+    held = report.slices.longest[0]
+    assert held.ms >= 50
+    # Never asleep: it ran, or (a loaded machine) waited for a CPU, which when longer than
+    # it ran makes it preempted.
+    assert held.off_cpu_ms < 10 and held.on_cpu_ms + held.runq_ms >= 40
+    assert held.kind == ("preempted" if held.runq_ms > held.on_cpu_ms else "computing")
+    assert "blocked" not in report.slices.held and "blocked" not in report.kinds
 
 
 def test_a_saturated_hub_is_queueing_not_a_held_slice(monitor):
@@ -297,6 +305,7 @@ def test_time_the_vms_host_stole_during_a_held_run_is_waiting_for_a_cpu_not_bloc
     tracer._steal = Steal(str(stat))
     tracer._stolen = tracer._steal.read()
     tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    gevent.sleep(0)  # the next run begins here, not with the setup above
     lost = round(100 / tick_ms)
     write_stat(stat, 500 + lost, 500 + lost)  # the CPUs lost 100 ms
     blocking_sleep(0.1)
@@ -305,7 +314,7 @@ def test_time_the_vms_host_stole_during_a_held_run_is_waiting_for_a_cpu_not_bloc
     write_stat(stat, 500 + lost, 500 + lost)  # then 30 ms more
     blocking_sleep(0.1)
     monitor.settle()
-    stolen, blocked = sorted(monitor.report().slices.longest, key=lambda h: h.t)
+    stolen, blocked = sorted(monitor.report().slices.longest[:2], key=lambda h: h.t)
     assert stolen.kind == "preempted" and stolen.off_cpu_ms < 25 and stolen.runq_ms >= 90
     # Only what was stolen is taken off: the rest of the run was asleep, and blocking.
     assert blocked.kind == "blocked" and blocked.off_cpu_ms >= 60 and blocked.runq_ms >= 30
