@@ -25,11 +25,11 @@ Printed: each round's RPS and CPU per request of both workers, and last the RPS 
 the geometric mean of the rounds' CPU-per-request ratios, with a 95% t-interval over them).
 
 --against DIR: is a change cheaper? A third worker, watched, runs another checkout of the
-tool (`git worktree add DIR REV`: gunicorn_conf pins its probe/) on the same core
-at the same time, and the difference between the two costs is printed last, with its own
-interval. The same code measured minutes apart here gave 5.3% and 7.0% (the host's load
-moves what a system call costs: benchmarks/syscall_cost.py), so two versions measured in
-turn cannot be told apart by 1%; side by side they see the same machine at every instant.
+tool (`git worktree add DIR REV`: gunicorn_conf pins its probe/) on the same core at the
+same time, and the difference between the two is printed before the cost, with its own
+interval. The same code measured minutes apart here gave 5.3% and 7.0%, so two versions
+measured in turn cannot be told apart by 1%; side by side they see the same machine at
+every instant.
 --against-env KEY=VALUE: for that third worker only; with `--against .` it prices one part
 of the watch side by side (--against-env GEVENT_PROBE_WATCH_WITHOUT=watchdog: what the
 watchdog costs is this checkout's excess over the other's).
