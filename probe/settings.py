@@ -73,7 +73,8 @@ class Settings:
     block_threshold_ms: float = _opt(10.0, "a hub stall longer than this is counted "
                                      "(default 10, at least 2)", MEASURING, low=2, high=10_000)
     partial_block_ms: float = _opt(2.0, "how long the partial-block control blocks the hub per "
-                                   "query (default 2)", MEASURING, low=0.05, high=1000)
+                                   "query (default 2; 0: not at all, a control that fails)",
+                                   MEASURING, low=0, high=1000)
     compute_ms: float = _opt(15.0, "how long the compute control computes per request without "
                              "yielding (default 15)", MEASURING, low=1, high=1000)
     workload: str = _opt("select1", "what each unit of the load runs: select1 (default); "
