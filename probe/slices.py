@@ -207,15 +207,19 @@ class SliceTracer:
         if not tagged and now - self._slow_at < self._refresh_ns:
             return
         self._slow_at = now
-        if not (tagged or wall >= self.threshold_ns or self._blocked is not None
+        if (tagged or wall >= self.threshold_ns or self._blocked is not None
                 or now - self._read_at >= self._clocks_ns):
-            # Between two reads of the clocks: what needs none of them.
-            if wall > self.mark_ns:
-                self.mark_ns, self.mark_kind = wall, None
-            self._add_busy(now)
-            self._schedule_read()
-            self._arm_alarm()
-            return
+            self._read_and_account(origin, started, now, wall)
+        if wall > self.mark_ns:  # a held slice marked itself, with its kind
+            self.mark_ns, self.mark_kind = wall, None
+        self._add_busy(now)
+        self._schedule_read()
+        self._arm_alarm()
+
+    def _read_and_account(self, origin: Any, started: int, now: int, wall: int) -> None:
+        """The clocks, and what needs them: a held slice's split, the probe's blocked time, a
+        tagged call's CPU. Between two reads the slow path needs none of them."""
+        tags = self._tags
         cpu, runq = self._sched.read_ns()
         if self._blocked is not None:
             asleep = (now - self._read_at) - (cpu - self._cpu) - (runq - self._runq)
@@ -224,17 +228,12 @@ class SliceTracer:
         if wall >= self.threshold_ns:
             self._held(origin, origin is self.hub, started, wall, now, cpu, runq,
                        in_connect=id(origin) in tags)
-        elif wall > self.mark_ns:
-            self.mark_ns, self.mark_kind = wall, None
         if id(origin) in tags:
             self._tagged_slice(tags[id(origin)], wall, cpu - self._cpu)
-        self._add_busy(now)
         self._read_at, self._cpu, self._runq = now, cpu, runq
-        self._schedule_read()
         self._gc_count = gc.get_count()
         if self._steal is not None and now - self._steal_at >= self._steal_every_ns:
             self._steal_at, self._stolen = now, self._steal.read()
-        self._arm_alarm()
 
     def _arm_alarm(self) -> None:
         if self.alarm is not None:
