@@ -31,6 +31,11 @@ MISSING = ("time waiting for a CPU: no /proc/thread-self/schedstat here, so a th
            "preempted (a busy machine can overstate blocking)")
 
 
+def runq_ns(schedstat: Reader) -> int:
+    """A schedstat file's time runnable waiting for a CPU: its second field."""
+    return int(schedstat.read().split()[1])
+
+
 class SchedStat:
     """Open it in the thread to watch: the file is bound to the thread that opens it."""
 
@@ -46,7 +51,7 @@ class SchedStat:
     def read_ns(self) -> tuple[int, int]:
         """(ns on a CPU, ns runnable waiting for a CPU) since the thread started."""
         if self._reader is not None:
-            return time.thread_time_ns(), int(self._reader.read().split()[1])
+            return time.thread_time_ns(), runq_ns(self._reader)
         return time.thread_time_ns(), 0
 
     def close(self) -> None:
@@ -130,7 +135,7 @@ class RunQueue:
         if self._reader is None:
             return None
         try:
-            return int(self._reader.read().split()[1])
+            return runq_ns(self._reader)
         except (OSError, ValueError, IndexError):
             return None
 
