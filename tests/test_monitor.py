@@ -76,10 +76,14 @@ def test_a_saturated_hub_is_queueing_not_a_held_slice(monitor):
     monitor.settle()
     report = monitor.report()
     # Queueing, not holding. One stray run may read as blocked on a virtual machine (the
-    # hypervisor's stolen time looks like sleeping to schedstat): never a pattern.
-    queued = report.kinds.get("queued", 0)
-    assert queued >= 3 and sum(report.kinds.values()) - queued <= 1, report.kinds
-    assert sum(report.slices.held.values()) <= 1 and report.slices.count >= 320
+    # hypervisor's stolen time looks like sleeping to schedstat): never a pattern. On a
+    # loaded machine a run, or a late beat, that mostly waited for a CPU is preempted.
+    kinds = report.kinds
+    assert kinds.get("queued", 0) >= 3, kinds
+    assert kinds.get("blocked", 0) + kinds.get("computing", 0) <= 1, kinds
+    held = report.slices.held
+    assert held.get("blocked", 0) + held.get("computing", 0) <= 1, held
+    assert report.slices.count >= 320
     assert report.slices.busy_s >= 0.3
 
 
