@@ -90,9 +90,10 @@ def _held(count: int, share: float) -> bool:
 
 
 def _recurs(s: Slices) -> bool:
-    """Blocking recurs: two bursts of blocked runs at least (thresholds.BURST_GAP_S), not one
-    stall of the machine. Results without events (older files) are judged as before."""
-    bursts = s.blocked_bursts(t.BURST_GAP_S)
+    """Blocking recurs: two bursts of blocked runs at least (thresholds.BURST_GAP_S; a burst
+    lasts BURST_MAX_S at most), not one stall of the machine. Results without events (older
+    files) are judged as before."""
+    bursts = s.blocked_bursts(t.BURST_GAP_S, t.BURST_MAX_S)
     return bursts is None or bursts >= 2
 
 

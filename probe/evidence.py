@@ -148,7 +148,7 @@ def _slices_sentence(s: Slices) -> str:
                  f"{100 * s.computing_share:.1f}%)")
     text += f" (flagged from {100 * t.HELD_SHARE:.0f}% and {t.MIN_HELD} slices)"
     if s.blocked >= t.MIN_HELD and s.blocked_share >= t.HELD_SHARE \
-            and s.blocked_bursts(t.BURST_GAP_S) == 1:
+            and s.blocked_bursts(t.BURST_GAP_S, t.BURST_MAX_S) == 1:
         text += (", but the blocked ones came in one burst: a stall of the machine holds every "
                  "run at once, a blocking call holds them again and again, so they do not "
                  "count")

@@ -178,15 +178,17 @@ class Slices:
     def computing_share(self) -> float:
         return self.computing_ms / self.watched_ms if self.watched_ms else 0.0
 
-    def blocked_bursts(self, gap_s: float) -> int | None:
-        """Bursts of blocked runs, runs more than `gap_s` apart starting a new one (None
-        without events: results written before they were kept)."""
+    def blocked_bursts(self, gap_s: float, longest_s: float) -> int | None:
+        """Bursts of blocked runs: a run more than `gap_s` after the last one ends starts a
+        new one, and so does a run `longest_s` or more after its burst began (None without
+        events: results written before they were kept)."""
         runs = sorted((e.t, e.t + e.ms / 1000) for e in self.events if e.kind == "blocked")
         if not runs:
             return None
-        bursts, until = 1, runs[0][1]
+        bursts, began, until = 1, runs[0][0], runs[0][1]
         for start, end in runs[1:]:
-            bursts += start > until + gap_s
+            if start > until + gap_s or start - began >= longest_s:
+                bursts, began = bursts + 1, start
             until = max(until, end)
         return bursts
 

@@ -31,6 +31,10 @@ MIN_HELD = 3
 # for one, so it reads as asleep): CI here once saw psycopg-binary's bench held asleep 6
 # times in 130 ms (10% of a 1.5 s window), in one C call, and never again in 11 reruns.
 BURST_GAP_S = 0.25
+# ...and a burst lasts this long at most: no one stall of the machine holds runs back to back
+# for seconds, a blocking call does (an app blocking 15 ms a request: 407 runs held asleep
+# in 8 s, 81% of the window, read as one burst and the app as healthy before this bound).
+BURST_MAX_S = 1.0
 
 # A worker whose greenlets ran this share of the window is saturated: its requests queue
 # behind each other although no slice is long (capacity, not a pathology).

@@ -178,3 +178,11 @@ def test_blocked_runs_in_one_burst_are_a_stall_of_the_machine_not_blocking():
     assert any("came in one burst" in e for e in verdict.evidence)
     again = dataclasses.replace(burst, events=runs(0, .03, .06, .9))  # held again later
     assert judged(slices=again).verdict == "hub-blocking"
+    # Held back to back for seconds (an app that blocks at every request) is no stall.
+    stream = dataclasses.replace(burst, blocked=80, blocked_ms=2400, watched_ms=3000,
+                                 events=runs(*(i * 0.035 for i in range(80))))
+    verdict = judged(slices=stream)
+    assert verdict.verdict == "hub-blocking"
+    assert not any("came in one burst" in e for e in verdict.evidence)
+    assert judged(slices=dataclasses.replace(
+        stream, events=stream.events[:28])).verdict == "healthy"  # the first 0.95 s only

@@ -97,6 +97,20 @@ def test_bring_your_own_flask_app():
     assert "psycopg-binary: healthy" in proc.stderr and "deadlock" not in proc.stdout
 
 
+def test_an_app_that_blocks_in_its_own_code_is_hub_blocking_with_its_line(tmp_path):
+    # Its driver cooperates (the probe's own queries stay fast): only the runs held under
+    # load show it, back to back for the whole load (no stall of the machine lasts so long).
+    out = tmp_path / "r.json"
+    proc = probe_cli("run", "--app", "blocking_call_app:app", "--chdir", "examples",
+                     "--variants", "psycopg-binary", "--duration", "4", "--users", "20",
+                     "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    (variant,) = json.loads(out.read_text())["variants"]
+    assert variant["verdict"] == "hub-blocking", variant["evidence"]
+    assert variant["measured"]["blocked_ms"]["p50"] < 0.2  # not from the probe's queries
+    assert "blocking_call_app.py" in variant["fix"] and "audit" in variant["fix"]
+
+
 @pytest.mark.parametrize("app, says", [
     ("no_such_module:app", "cannot import module 'no_such_module'"),
     ("flask_app:nope", "module 'flask_app' has no attribute 'nope'"),
