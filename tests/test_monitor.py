@@ -95,7 +95,7 @@ def test_short_hiccups_are_lag_not_stalls(monitor):
     assert report.max_ms >= 1.5  # the lag is seen
     # ...and no 2 ms run holds the hub: a late beat this VM may add now and then (it once
     # made max_ms 10+ here) is queueing or preemption, never a held run
-    assert report.slices.held == {}
+    assert set(report.slices.held) <= {"preempted"}, report.slices.held
     assert not {"blocked", "computing"} & set(report.kinds)
 
 
@@ -225,6 +225,10 @@ def test_starting_and_stopping_monitors_leaks_no_file_descriptor():
         gevent.sleep(0.005)
         m.stop()
         gevent.sleep(0.005)
+    # The last watchdog closes its files itself once it wakes: it may be scheduled late.
+    deadline = time.monotonic() + 2
+    while fds() > before + 1 and time.monotonic() < deadline:
+        gevent.sleep(0.01)
     assert fds() <= before + 1
 
 

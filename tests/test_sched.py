@@ -72,4 +72,6 @@ def test_this_machines_steal_and_clocks_only_grow():
         pass
     assert steal.between_ns(first, steal.read()) >= 0
     cpu2, runq2 = sched.read_ns()
-    assert cpu2 - cpu >= 15_000_000 and runq2 >= runq
+    # The loop's 20 ms were on a CPU, or waiting for one (a loaded machine); what the VM's
+    # host took reads as neither, so only most of it is asked for.
+    assert cpu2 - cpu + runq2 - runq >= 10_000_000 and runq2 >= runq

@@ -32,12 +32,14 @@ def test_the_alarm_fires_only_when_not_pushed_back_in_time():
             fired.append(time.perf_counter())
 
     start = time.perf_counter()
-    alarm.arm(0.03)
+    alarm.arm(0.1)
     thread = threading.Thread(target=watchdog)
     thread.start()
-    for _ in range(10):  # pushed back for 100 ms: it must not fire meanwhile
+    # Pushed back for 100 ms, it must not fire meanwhile (each arming gives it 100 ms: only a
+    # 10 ms sleep late by 90 ms would let it, not a loaded machine's few ms).
+    for _ in range(10):
         time.sleep(0.01)
-        alarm.arm(0.03)
+        alarm.arm(0.1)
     pushed_until = time.perf_counter()
     thread.join(2)
     assert fired and fired[0] - start >= pushed_until - start - 0.001
