@@ -12,12 +12,19 @@ for the watchdog, which is blocked in read() with the GIL released, and it keeps
 
 Where there is no timerfd (macOS, or a libc without it), `Alarm` polls instead: the watchdog
 wakes every period, as before, and the results say so (probe.capabilities).
+
+Where the slice tracer's hot path is compiled (probe.switch_clock), `ClockAlarm` replaces the
+timer: a native thread of that clock, which never needs the GIL, reads when the current slice
+began and fires once it has run long enough. The hub then makes no system call at all for the
+watchdog: re-arming the timer 400 times a second cost a saturated sample app ~1.7% of its
+CPU per request (benchmarks/overhead.py --against, the watchdog left out beside).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from typing import Any
 
 from gevent.monkey import get_original
 
@@ -28,6 +35,8 @@ _thread_sleep = get_original("time", "sleep")
 
 class Alarm:
     """arm(after) from any thread; wait() in the watchdog thread."""
+
+    follows_clock = False  # the tracer pushes it back at every slow path
 
     def __init__(self, poll_s: float) -> None:
         self.poll_s = poll_s
@@ -57,6 +66,9 @@ class Alarm:
             return False
         return True
 
+    def follow(self, after_s: float) -> None:
+        """ClockAlarm's; this one is pushed back by the tracer instead."""
+
     def wake(self) -> None:
         """Make a blocked wait() return now (to let the watchdog see that it must stop)."""
         self.arm(1e-6)
@@ -66,3 +78,63 @@ class Alarm:
         timer, self._timer = self._timer, None
         if timer is not None:
             os.close(timer.fd)
+
+
+class ClockAlarm:
+    """Alarm's interface on a compiled switch clock's watch (probe/_switch_clock.c): fires once
+    the current slice has run `follow`'s time, and at arm()'s deadlines."""
+
+    follows_clock = True
+    kernel = True  # woken by the clock's thread, not by polling
+
+    def __init__(self, clock: Any) -> None:
+        self._clock = clock
+        self._fd: int | None = os.eventfd(0, os.EFD_CLOEXEC)
+        self._watching = False
+
+    def follow(self, after_s: float) -> None:
+        """Fire once a slice has run `after_s` (the first call starts the clock's thread)."""
+        after_ns = max(1, int(after_s * 1e9))
+        if self._fd is None:
+            return
+        if self._watching:
+            self._clock.after_ns = after_ns
+        else:
+            self._clock.watch(self._fd, after_ns)
+            self._watching = True
+
+    def arm(self, after: float) -> None:
+        """Fire `after` seconds from now too (once; a later call replaces it)."""
+        self._clock.arm(max(1, int(after * 1e9)))
+
+    def wait(self) -> bool:
+        fd = self._fd
+        if fd is None:
+            return False
+        try:
+            os.read(fd, 8)  # blocks without the GIL; 8 bytes: how many firings
+        except OSError:
+            return False
+        return True
+
+    def wake(self) -> None:
+        fd = self._fd
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.eventfd_write(fd, 1)
+
+    def close(self) -> None:
+        """From the thread that waits: the clock's thread stops (joined) before the fd closes."""
+        fd, self._fd = self._fd, None
+        if self._watching:
+            self._clock.unwatch()
+            self._watching = False
+        if fd is not None:
+            os.close(fd)
+
+
+def new_alarm(clock: Any, poll_s: float) -> Alarm | ClockAlarm:
+    """The clock's own watch where it has one (compiled), else the kernel timer (or polling)."""
+    if hasattr(clock, "watch") and hasattr(os, "eventfd"):
+        return ClockAlarm(clock)
+    return Alarm(poll_s)

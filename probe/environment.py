@@ -23,9 +23,13 @@ PACKAGES = ("gevent-probe", "gevent", "greenlet", "psycopg", "psycopg-binary", "
 def collect_environment(database: Database) -> dict[str, Any]:
     """The run's machine, Python, packages, and the database: its version and origin."""
     from probe import __version__
+    from probe.switch_clock import IMPLEMENTATION
 
     return {
         "gevent_probe": __version__,
+        # the slice tracer's hot path: "C", or "Python" where it was not compiled (it costs
+        # a saturated app more: probe.switch_clock)
+        "switch_clock": IMPLEMENTATION,
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
         "platform": platform.platform(),

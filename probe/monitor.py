@@ -37,7 +37,7 @@ from gevent.monkey import get_original
 from hdrh.histogram import HdrHistogram
 
 from probe import sched, stats
-from probe.alarm import Alarm
+from probe.alarm import Alarm, new_alarm
 from probe.frames import format_stack, in_loop_poll, sample_stack, walk
 from probe.measurement import MAX_EVENTS, Deadlock, StallEvent, StallKind
 from probe.messages import MonitorReport, SecondLag
@@ -75,7 +75,9 @@ class LoopMonitor:
     def __init__(self, interval_s: float = HEARTBEAT_S, threshold_s: float = 0.01,
                  sample_from_s: float | None = None,
                  deadlock_after_s: float = DEADLOCK_AFTER_S,
-                 clocks_every_s: float | None = None) -> None:
+                 clocks_every_s: float | None = None, compiled: bool = True) -> None:
+        """`compiled`: False for the slice tracer's Python hot path (probe.switch_clock), and so
+        the kernel timer's alarm, even where the C one was built."""
         self.interval_s = interval_s
         self.threshold_s = threshold_s
         # Stacks are sampled from half the threshold on: a slice that ends up held was
@@ -85,8 +87,9 @@ class LoopMonitor:
         self.sample_from_s = sample_from_s if sample_from_s is not None else threshold_s / 2
         self._hub_ident = _get_ident()
         self._hub_tid = _get_native_id()  # the kernel's name for the hub's thread (its wchan)
-        self.tracer = SliceTracer(threshold_s, clocks_every_s=clocks_every_s)
-        self.alarm = Alarm(poll_s=self.sample_from_s)
+        self.tracer = SliceTracer(threshold_s, clocks_every_s=clocks_every_s, compiled=compiled)
+        self._clocks_every_s = clocks_every_s
+        self.alarm = new_alarm(self.tracer.clock, poll_s=self.sample_from_s)
         self._timer: Any = None  # the heartbeat: a repeating libev timer
         # No progress for this long while work is pending is a deadlock (watch_progress).
         self.deadlock_after_s = deadlock_after_s
@@ -102,8 +105,17 @@ class LoopMonitor:
     def start(self, without: Collection[str] = ()) -> LoopMonitor:
         """`without`: PARTS left out, only to measure what each one costs."""
         self._running = True
-        self.tracer.alarm, self.tracer.alarm_after_s = self.alarm, self.sample_from_s
-        self.alarm.arm(self.sample_from_s)  # the run going on now is watched too
+        if "watchdog" in without:
+            self.alarm.close()  # nobody would wait on it
+        elif isinstance(self.alarm, Alarm):  # a timer the tracer pushes back
+            self.tracer.alarm = self.alarm
+            self.alarm.arm(self.sample_from_s)  # the run going on now is watched too
+        self._alarm_after(self.sample_from_s)
+        if self.alarm.follows_clock and self._clocks_every_s is None:
+            # The compiled clock's thread reads the hub's clocks: the slow path runs once per
+            # threshold, not four times, and reads none (what that saves: probe.switch_clock).
+            self.tracer.use_snapshots(self.tracer.clock.snapshot_before,  # type: ignore[attr-defined]
+                                      self.threshold_s)
         if "tracer" not in without:
             self.tracer.start()
         self._timer = gevent.get_hub().loop.timer(self.interval_s, self.interval_s)
@@ -111,9 +123,7 @@ class LoopMonitor:
         self._clocks = self.tracer.clocks()
         if "heartbeat" not in without:
             self._timer.start(self._beat)
-        if "watchdog" in without:
-            self.alarm.close()  # nobody would wait on it
-        else:
+        if "watchdog" not in without:
             _start_thread(self._watch, ())
         gevent.sleep(0)  # let the loop run once: a block right after counts
         return self
@@ -199,7 +209,7 @@ class LoopMonitor:
         self.tracer.tick()
         if self._back_off_ns and time.perf_counter_ns() - self._backed_off_at > BACK_OFF_FOR_NS:
             self._back_off_ns = 0
-            self.tracer.alarm_after_s = self.sample_from_s
+            self._alarm_after(self.sample_from_s)
         clocks, self._clocks = self._clocks, self.tracer.clocks()
         self._beat_at = now
         late_us = int(late * 1e6)
@@ -226,8 +236,12 @@ class LoopMonitor:
         else the ready queue, unless the thread mostly waited for a CPU meanwhile."""
         held_ns, held_kind = self.tracer.take_mark()
         at, cpu, runq = before
-        now_cpu, now_runq = self.tracer.read_clocks()
-        wall = (time.perf_counter_ns() - at) / 1e9
+        now = time.perf_counter_ns()
+        # The latest reading, if it covers at least half of the beat's wait; else read now.
+        read_at, now_cpu, now_runq = self.tracer.clocks()
+        if read_at - at < (now - at) / 2:
+            read_at, (now_cpu, now_runq) = now, self.tracer.read_clocks()
+        wall = (read_at - at) / 1e9
         if stall_kind(wall, (cpu, runq), (now_cpu, now_runq)) == "preempted":
             return "preempted"
         return held_kind if held_ns >= self.tracer.threshold_ns and held_kind else "queued"
@@ -281,7 +295,8 @@ class LoopMonitor:
                 self._judge_wake(now, now - start < sample_from_ns, start == sampled,
                                  runq.read_ns())
                 if now - start < sample_from_ns:  # armed as this slice began: nearly there
-                    alarm.arm((sample_from_ns - (now - start)) / 1e9 + 1e-4)
+                    if not alarm.follows_clock:  # (the clock's thread watches every slice)
+                        alarm.arm((sample_from_ns - (now - start)) / 1e9 + 1e-4)
                     continue
                 if start == sampled and now - sampled_at < resample_ns:
                     alarm.arm((resample_ns - (now - sampled_at)) / 1e9)
@@ -307,13 +322,24 @@ class LoopMonitor:
         if runq is None:  # no schedstat: always wake at sample_from
             return
         at, _, runq_at = self.tracer.clocks()
-        if young or runq - runq_at > (now - at) / 2:
-            self._back_off_ns = min(max(2 * self._back_off_ns, self.tracer.refresh_ns),
+        if young or runq - runq_at > (now - at) / 2:  # from a quarter of the threshold
+            self._back_off_ns = min(max(2 * self._back_off_ns, self.tracer.threshold_ns // 4),
                                     self.tracer.threshold_ns)
             self._backed_off_at = now
         elif self._back_off_ns and not sampled:
             self._back_off_ns = 0
-        self.tracer.alarm_after_s = self.sample_from_s + self._back_off_ns / 1e9
+        self._alarm_after(self.sample_from_s + self._back_off_ns / 1e9)
+
+    def _alarm_after(self, seconds: float) -> None:
+        """When the watchdog wakes: a timer is armed for `seconds` plus a refresh period (a
+        quarter of the threshold) at every slow path, so it fires 0 to one period past
+        `seconds` into a slice; the clock's thread, which sees when the slice began, fires
+        half a period past (an idle hub's runs, split by the heartbeat, stay shorter). Not
+        later: a computing hub gives the watchdog the GIL only after the switch interval
+        (5 ms), and the compute control's 15 ms loop went unsampled in a third of its runs
+        when the clock's thread fired 10 ms into them."""
+        self.tracer.alarm_after_s = seconds
+        self.alarm.follow(seconds + self.threshold_s / 8)
 
     # -- the report ----------------------------------------------------------------------------
 

@@ -11,32 +11,36 @@ other processes had the cores, which no app change would fix; also the hub woken
 from an idle poll: see probe.frames.in_loop_poll; and time a VM's host took from the thread's
 CPU, which the guest's clocks count as sleep: probe.sched.Steal).
 
-Cost, measured on a 2-core VM: greenlet.settrace calls us on every switch; reading the wall
-clock there costs ~0.4 µs, the thread's CPU clock another 0.7 µs (a system call) and its
-scheduler record 1.1 µs, back to back. In an app, after a few milliseconds of Python, the
-same system calls cost 5-40 µs (benchmarks/syscall_cost.py), a large part of what the
-tracer costs a saturated worker. So the wall clock is read
-at every switch (every slice's length is exact), the other two at most once per
-`clocks_every_s` (half the threshold: 5 ms by default) and at the end of every slice longer:
-a held slice's split on and off the CPU is known to within half of the shortest one that
-counts, and never overstates blocking (`_held`). The pytest guard, where cost does not
-matter, reads them every quarter. `precise()` reads them at every switch, for the probe's
-own queries (a block of 0.5 ms per query must be measured). The tracer costs a saturated
-sample app ~4% of its throughput (~1 µs a switch in a tight loop:
-benchmarks/switch_cost.py; several times that in an app): benchmarks/overhead.py prices each
-part of the watch.
+Cost, measured on a 2-core VM: greenlet.settrace calls the hot path (probe.switch_clock) at
+every switch: the wall clock, a sum and a bucket, ~0.25 µs a switch in C in a tight loop (less
+than greenlet takes to call an empty Python function), ~0.7 µs in Python
+(benchmarks/switch_cost.py). The thread's CPU clock and scheduler record are system calls,
+and after a few ms of Python those cost 5-40 µs each (benchmarks/syscall_cost.py). So the
+wall clock is read at every switch (every slice's length is exact), the other two at the end
+of every held slice and, for the reading before it began: where the compiled clock's watch
+thread runs (probe.alarm.ClockAlarm), by that thread every few ms (`use_snapshots`), the hub
+reading none between held slices; elsewhere by the hub itself, at most once per
+`clocks_every_s` (half the threshold). Either way a held slice's split on and off the CPU
+comes from a reading taken about half a threshold before it began at most, and never
+overstates blocking (`_held`). The pytest guard, where cost does not matter, reads them
+itself every quarter. `precise()` reads them at every switch, for the probe's own queries (a
+block of 0.5 ms per query must be measured). The whole watch cost a saturated sample app
+5.7% of its throughput in a run here (this VM's host moves that by a point or two), 2.1% less
+CPU per request than with the Python hot path and the hub reading its own clocks, side by
+side (benchmarks/overhead.py prices each part).
 
 Stacks: the monitor's watchdog thread samples the hub thread's stack while a slice runs past
 `sample_from_s` (probe.monitor), and hands them to `add_sample`; a held slice keeps the
 frames sampled during it and where it finally switched out. The watchdog cannot sample while
 Python's garbage collector runs (it holds the GIL throughout), and in real apps a full
 collection is often the longest slice there is: the collector's counters (gc.get_count, read
-with the clocks) tell whether an older generation was collected during a held slice, which
+at every slow path) tell whether an older generation was collected during a held slice, which
 then names it. (A gc.callbacks hook would time it exactly, but calls Python at every young
 collection: 8% of a small app's throughput here.)
 
-The watchdog sleeps on `alarm` (probe.alarm), which the slow path pushes back at every read:
-it fires only when no switch happened for `sample_from` seconds, i.e. while one slice runs.
+The watchdog sleeps on an alarm (probe.alarm): the compiled clock's own watch, or a kernel
+timer (`alarm`) that the slow path pushes back at every run. Either fires only when no switch
+happened for about `sample_from` seconds, i.e. while one slice runs.
 """
 
 from __future__ import annotations
@@ -69,9 +73,9 @@ from probe.frames import (
 from probe.measurement import MAX_EVENTS, Connects, Culprit, HeldKind, HeldSlice
 from probe.messages import SecondSlices, SliceReport
 from probe.sched import SchedStat, Steal, held_kind
+from probe.switch_clock import NEVER, new_clock
 
 KINDS: tuple[HeldKind, ...] = typing.get_args(HeldKind)
-SMALL_NS = 1 << 20  # slices under ~1 ms are counted in 1.024 µs buckets: no histogram call
 MAX_SECONDS = 3700
 MAX_SAMPLES = 4  # distinct frames sampled during one slice
 STEAL_EVERY_NS = 10_000_000  # /proc/stat counts steal in 10 ms ticks: no use reading it more often
@@ -84,11 +88,14 @@ class SliceTracer:
     """Install with `start()` in the thread whose hub it watches (the main thread)."""
 
     def __init__(self, threshold_s: float = 0.01, refresh_s: float | None = None,
-                 clocks_every_s: float | None = None) -> None:
+                 clocks_every_s: float | None = None, compiled: bool = True) -> None:
         import gevent
 
         self.hub = gevent.get_hub()
-        self.threshold_ns = int(threshold_s * 1e9)
+        # The hot path (probe.switch_clock): every switch's clock and count; it calls the
+        # slow path when due. `compiled`: False for the Python one even where C was built.
+        self.clock = new_clock(self.hub, self._slow_path, lambda us: None, compiled)
+        self.threshold_ns = self.clock.threshold_ns = int(threshold_s * 1e9)
         # The slow path, a quarter of the threshold: the watchdog's alarm (half the
         # threshold) is pushed back twice before it could fire, and the busy time and the
         # longest slice are kept up to date.
@@ -110,6 +117,7 @@ class SliceTracer:
         self._previous: Callable[[str, Any], Any] | None = None
         self._installed = False
         self._blocked: dict[int, int] | None = None  # precise(): id(greenlet) -> ns blocked
+        self._snapshot_before: Callable[[int], tuple[int, int, int] | None] | None = None
         self._tags: dict[int, list[int]] = {}  # id(greenlet) in a tagged call -> its stats
         self.alarm: Alarm | None = None  # pushed back at every read (probe.monitor's watchdog)
         self.alarm_after_s = 0.0
@@ -119,7 +127,8 @@ class SliceTracer:
 
     def start(self) -> SliceTracer:
         if not self._installed:
-            self._previous = greenlet.settrace(self._trace)
+            self._previous = greenlet.settrace(self.clock.entry)
+            self.clock.previous = self._previous
             self._installed = True
         return self
 
@@ -137,15 +146,15 @@ class SliceTracer:
         now = _perf_ns()
         self._unix_offset = time.time_ns() - now
         self.since = now
-        self.start_ns = now  # when the current slice began
+        self.clock.start_ns = now  # when the current slice began
         self._read_at = self._slow_at = now  # the clocks' last read; the slow path's
         self._cpu, self._runq = self._sched.read_ns()
         self._cpu0, self._runq0 = self._cpu, self._runq
         self._steal_at, self._stolen = now, self._read_steal()
         self._schedule_read()
-        self.busy_ns = 0  # greenlets' slices (not the hub's own): the worker's busy time
-        self._small = [0] * (SMALL_NS >> 10)
-        self._large = stats.new_histogram()
+        self.clock.clear()  # its buckets, and the busy time: greenlets' slices (not the hub's)
+        self._large = stats.new_histogram()  # slices the clock's buckets do not count
+        self.clock.large = self._large.record_value
         self.held_count = dict.fromkeys(KINDS, 0)
         self.held_ns = dict.fromkeys(KINDS, 0)
         self._longest: list[tuple[int, int, _Held]] = []  # min-heap of the longest
@@ -156,36 +165,24 @@ class SliceTracer:
         self.mark_kind: HeldKind | None = None
         self._samples: tuple[int, tuple[RawStack, ...]] = (-1, ())  # (slice's start, stacks)
         self._polling = (-1, False)  # slice's start, every sample of it in the loop's idle poll
-        self._gc_count = gc.get_count()  # as of the last read of the clocks
+        self._gc_count = gc.get_count()  # as of the last slow path
         if self.alarm is not None:  # a run that starts now is watched even if none follows
             self.alarm.arm(self.alarm_after_s)
         # (file, function, sampled) -> [held slices, first frame, first stack]
         self._culprits: dict[tuple[str, str, bool], list[Any]] = {}
         self.connects = [0, 0, 0, 0, 0]  # calls, call ns, held ns, cpu ns, longest slice ns
 
-    # -- the trace function: every switch of this thread --------------------------------------
+    # -- what the hot path calls (probe.switch_clock) -----------------------------------------
 
-    def _trace(self, event: str, args: Any) -> None:
-        # The hot path, on every switch ("switch" and "throw" both pass (origin, target)):
-        # the wall clock, a sum and a bucket, in as few attribute reads as can be (each is
-        # ~15 ns of the ~0.5 µs this costs): the count is the histograms', the start of a
-        # slice is its name, one deadline says when the slow path is due. Everything else
-        # waits for the slow path, which runs at most once per refresh period, and at the
-        # end of every slice longer.
-        now = _perf_ns()
-        started = self.start_ns
-        wall = now - started
-        if args[0] is not self.hub:
-            self.busy_ns += wall
-            if wall < SMALL_NS:
-                self._small[wall >> 10] += 1  # 1.024 µs buckets: a shift, not a division
-            else:
-                self._large.record_value(wall // 1000)
-        if now >= self._next_read:
-            self._slow_path(args, started, now, wall)
-        self.start_ns = now
-        if self._previous is not None:
-            self._previous(event, args)
+    @property
+    def start_ns(self) -> int:
+        """When the current slice began: its name."""
+        return self.clock.start_ns
+
+    @property
+    def busy_ns(self) -> int:
+        """Greenlets' slices (not the hub's own runs) since the last reset."""
+        return self.clock.busy_ns
 
     def tick(self) -> None:
         """A boundary in the hub's own run, from the heartbeat's callback (which the hub runs
@@ -193,28 +190,33 @@ class SliceTracer:
         read as one long run asleep."""
         if not self._installed:
             return
+        clock = self.clock
         now = _perf_ns()
-        started = self.start_ns
-        args = (self.hub, self.hub)
-        if now >= self._next_read:
-            self._slow_path(args, started, now, now - started)
-        self.start_ns = now
+        started = clock.start_ns
+        if now >= clock.next_read:
+            self._slow_path((self.hub, self.hub), started, now, now - started)
+        clock.start_ns = now
 
     def _slow_path(self, args: Any, started: int, now: int, wall: int) -> None:
         origin, target = args
         tags = self._tags
         tagged = id(origin) in tags or id(target) in tags
-        if not tagged and now - self._slow_at < self._refresh_ns:
+        held = wall >= self.threshold_ns
+        if not tagged and not held and now - self._slow_at < self._refresh_ns:
             return
         self._slow_at = now
-        if (tagged or wall >= self.threshold_ns or self._blocked is not None
+        if (tagged or held or self._blocked is not None
                 or now - self._read_at >= self._clocks_ns):
             self._read_and_account(origin, started, now, wall)
         if wall > self.mark_ns:  # a held slice marked itself, with its kind
             self.mark_ns, self.mark_kind = wall, None
+        if self._steal is not None and now - self._steal_at >= self._steal_every_ns:
+            self._steal_at, self._stolen = now, self._steal.read()
+        self._gc_count = gc.get_count()
         self._add_busy(now)
         self._schedule_read()
-        self._arm_alarm()
+        if self.alarm is not None:
+            self._arm_alarm(self.alarm)
 
     def _read_and_account(self, origin: Any, started: int, now: int, wall: int) -> None:
         """The clocks, and what needs them: a held slice's split, the probe's blocked time, a
@@ -231,29 +233,24 @@ class SliceTracer:
         if id(origin) in tags:
             self._tagged_slice(tags[id(origin)], wall, cpu - self._cpu)
         self._read_at, self._cpu, self._runq = now, cpu, runq
-        self._gc_count = gc.get_count()
-        if self._steal is not None and now - self._steal_at >= self._steal_every_ns:
-            self._steal_at, self._stolen = now, self._steal.read()
 
-    def _arm_alarm(self) -> None:
-        if self.alarm is not None:
-            # Up to a refresh period may pass before the next slow path re-arms it, so the
-            # slice running then may be that much younger: armed for less, the alarm would
-            # wake the watchdog early, for nothing, and each wake takes the GIL from the hub
-            # (on a core shared with another busy process, 600 wakes in 8 s instead of 18:
-            # the watch cost a saturated sample app 14.1% instead of 8.9%,
-            # benchmarks/overhead.py).
-            self.alarm.arm(self.alarm_after_s + self._refresh_ns / 1e9)
+    def _arm_alarm(self, alarm: Alarm) -> None:
+        # Up to a refresh period may pass before the next slow path re-arms it, so the slice
+        # running then may be that much younger: armed for less, the alarm would wake the
+        # watchdog early, for nothing, and each wake takes the GIL from the hub (on a core
+        # shared with another busy process, 600 wakes in 8 s instead of 18: the watch cost a
+        # saturated sample app 14.1% instead of 8.9%, benchmarks/overhead.py).
+        alarm.arm(self.alarm_after_s + self._refresh_ns / 1e9)
 
     def _schedule_read(self) -> None:
         """When the hot path must next call the slow path: at every switch while a tagged
         call runs (a connect), else once the refresh period passed."""
-        self._next_read = 0 if self._tags else self._slow_at + self._refresh_ns
+        self.clock.next_read = 0 if self._tags else self._slow_at + self._refresh_ns
 
     @property
     def count(self) -> int:
         """Greenlet slices since the last reset (the hub's own runs are not counted)."""
-        return sum(self._small) + int(self._large.get_total_count())
+        return self.clock.counted() + int(self._large.get_total_count())
 
     def _add_busy(self, now: int) -> None:
         """Busy time per Unix second, for the load window of `run`: what the greenlets ran
@@ -277,11 +274,11 @@ class SliceTracer:
         time asleep (the hub may have idled then), so the split never overstates blocking.
         Stacks stay raw (file, line, function) until the report formats them: reading source
         lines here would lengthen the next slice."""
-        lead_in = started_ns - self._read_at
-        on_cpu = min(cpu - self._cpu, wall)
-        runq_ns = min(runq - self._runq, wall)
-        asleep = max(0, (now - self._read_at) - (cpu - self._cpu) - (runq - self._runq)
-                     - lead_in)
+        read_at, cpu0, runq0 = self._reading_before(started_ns)
+        lead_in = started_ns - read_at
+        on_cpu = min(cpu - cpu0, wall)
+        runq_ns = min(runq - runq0, wall)
+        asleep = max(0, (now - read_at) - (cpu - cpu0) - (runq - runq0) - lead_in)
         # What the VM's host took while the thread seemed asleep was a wait for a CPU. The
         # read before is up to a steal period older than `_read_at`: a tick that fell then is
         # taken off too, which can only move a run away from "blocked".
@@ -321,6 +318,31 @@ class SliceTracer:
         elif wall > self._longest[0][0]:
             heapq.heapreplace(self._longest, item)
 
+    def _reading_before(self, started_ns: int) -> tuple[int, int, int]:
+        """(perf ns, CPU ns, run-queue ns): the latest reading of the clocks before a slice
+        began, ours or the clock thread's (use_snapshots)."""
+        ours = self._read_at, self._cpu, self._runq
+        if self._snapshot_before is None:
+            return ours
+        theirs = self._snapshot_before(started_ns)
+        return theirs if theirs is not None and theirs[0] > ours[0] else ours
+
+    def use_snapshots(self, snapshot_before: Callable[[int], tuple[int, int, int] | None],
+                      refresh_s: float) -> None:
+        """Another thread reads the hub thread's clocks (the compiled clock's watch:
+        probe.alarm.ClockAlarm): `snapshot_before(t)` gives its latest reading at t or before
+        (t=0: its latest). The hub then reads them itself only at the end of a held slice
+        (and of a tagged or precise one), and the slow path runs every `refresh_s`, for the
+        busy time per second, the collector's counts and, every fifth, the steal file (the
+        steal of a held slice is then counted since up to five periods before it began,
+        which can only move it away from "blocked"; read as often as the clocks were, it was
+        ~0.6% of a saturated worker's samples)."""
+        self._snapshot_before = snapshot_before
+        self._clocks_ns = NEVER
+        self._refresh_ns = self._lazy_refresh_ns = int(refresh_s * 1e9)
+        self._steal_every_ns = max(STEAL_EVERY_NS, 5 * self._refresh_ns)
+        self._schedule_read()
+
     def _read_steal(self) -> tuple[int, ...]:
         return self._steal.read() if self._steal is not None else ()
 
@@ -358,8 +380,10 @@ class SliceTracer:
         return self._sched.knows_runq
 
     def clocks(self) -> tuple[int, int, int]:
-        """(perf ns, CPU ns, run-queue ns) as last read: free, at most `clocks_every_s` old."""
-        return self._read_at, self._cpu, self._runq
+        """(perf ns, CPU ns, run-queue ns) as last read, by us or the clock thread: free, at
+        most `clocks_every_s` old (or the clock thread's period)."""
+        return self._reading_before(0) if self._snapshot_before is not None else \
+            (self._read_at, self._cpu, self._runq)
 
     def read_clocks(self) -> tuple[int, int]:
         """(CPU ns, run-queue ns) of the hub thread now (call from the hub thread)."""
@@ -424,9 +448,8 @@ class SliceTracer:
         cpu, runq = self._sched.read_ns() if self._installed else (self._cpu, self._runq)
         hist = stats.new_histogram()
         hist.add(self._large)
-        for bucket, n in enumerate(self._small):
-            if n:
-                hist.record_value(max(1, (bucket << 10) // 1000), n)
+        for lower, width, n in self.clock.buckets():  # each at its middle
+            hist.record_value(max(1, (lower + width // 2) // 1000), n)
         longest = tuple(r.formatted() for _, _, r in sorted(self._longest, reverse=True))
         calls, call_ns, held, cpu_ns, top = self.connects
         return SliceReport(

@@ -44,6 +44,7 @@ def test_results_file_has_the_documented_fields(bench_run):
     assert data["command"].startswith("gevent-probe bench")
     assert data["environment"]["postgresql"]["source"] in ("bundled", "system")
     assert {"python", "packages", "kernel", "cpu_count", "database"} <= set(data["environment"])
+    assert data["environment"]["switch_clock"] == "C"  # the compiled hot path is installed
     for r in data["variants"]:
         m = r["measured"]
         assert set(m["db"]["latency_ms"]) == {"avg", "p50", "p90", "p99", "p999", "max", "count"}

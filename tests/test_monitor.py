@@ -14,9 +14,16 @@ from probe.slices import SliceTracer
 blocking_sleep = time.sleep  # this test process is not monkey-patched: it really blocks
 
 
+@pytest.fixture(params=[True, False], ids=["C", "Python"])
+def compiled(request):
+    """Both hot paths (probe.switch_clock): the C one with its watch thread, the Python one
+    with the kernel timer."""
+    return request.param
+
+
 @pytest.fixture
-def monitor():
-    m = LoopMonitor(interval_s=0.001, threshold_s=0.01).start()
+def monitor(compiled):
+    m = LoopMonitor(interval_s=0.001, threshold_s=0.01, compiled=compiled).start()
     gevent.sleep(0.02)
     m.reset()
     yield m
@@ -125,6 +132,34 @@ def test_between_held_slices_the_clocks_are_read_once_per_clocks_period():
     tracer.stop()
 
 
+def test_where_the_clock_thread_reads_the_clocks_the_hub_reads_them_only_for_held_slices():
+    # The compiled clock's watch thread reads the hub thread's clocks (probe.switch_clock):
+    # the hub's own reads, system calls, were most of what watching cost a saturated worker.
+    m = LoopMonitor(threshold_s=0.01, compiled=True).start()
+    tracer = m.tracer
+    reads: list[int] = []
+    read_ns = tracer._sched.read_ns
+
+    def counted() -> tuple[int, int]:
+        reads.append(1)
+        return read_ns()
+
+    tracer._sched.read_ns = counted  # type: ignore[method-assign]
+    try:
+        end = time.monotonic() + 0.2
+        while time.monotonic() < end:  # 200 ms of short slices
+            gevent.sleep(0.0005)
+        # (A loaded machine may hold a slice, or make a beat late: each may read once.)
+        expected = sum(tracer.held_count.values()) + sum(m.kinds.values())
+        assert len(reads) <= expected and tracer.clocks()[0] > tracer.since
+        blocking_sleep(0.03)  # a held slice: read at its end, and blocked from the thread's
+        gevent.sleep(0.01)
+        assert tracer.held_count["blocked"] == 1, tracer.held_count
+        assert len(reads) <= sum(tracer.held_count.values()) + sum(m.kinds.values())
+    finally:
+        m.stop()
+
+
 def test_the_guard_reads_the_clocks_at_every_slow_path():
     from probe.pytest_plugin import HubBlockGuard
 
@@ -149,12 +184,27 @@ def test_the_watchdog_backs_off_after_waking_for_a_preempted_hub():
         monitor.stop()
 
 
+def test_the_watchdog_backs_off_by_the_same_steps_where_the_slow_path_runs_rarely():
+    # Where the compiled clock's thread reads the clocks, the slow path runs once per
+    # threshold: the back-off still starts at a quarter of it (from a full threshold, the
+    # compute control's 15 ms loop went unsampled in up to 93% of its runs).
+    from probe.monitor import BACK_OFF_FOR_NS
+
+    monitor = LoopMonitor(interval_s=0.001, threshold_s=0.01).start(without=("watchdog",))
+    monitor.tracer.use_snapshots(lambda t: None, monitor.threshold_s)
+    try:
+        assert monitor.tracer.refresh_ns == monitor.tracer.threshold_ns
+        _judge_wakes(monitor, BACK_OFF_FOR_NS)
+    finally:
+        monitor.stop()
+
+
 def _judge_wakes(monitor: LoopMonitor, back_off_for_ns: int) -> None:
     tracer, ms = monitor.tracer, 1_000_000
     at, _, runq = tracer.clocks()
     base = monitor.sample_from_s
     monitor._judge_wake(at + 8 * ms, young=False, sampled=False, runq=runq + 6 * ms)
-    assert tracer.alarm_after_s == base + tracer.refresh_ns / 1e9
+    assert tracer.alarm_after_s == base + tracer.threshold_ns / 4e9
     for _ in range(5):
         monitor._judge_wake(at + 8 * ms, young=True, sampled=False, runq=runq)
     assert tracer.alarm_after_s == base + tracer.threshold_ns / 1e9  # doubled, then capped
@@ -213,7 +263,7 @@ def test_a_timed_lock_measures_who_waited_for_a_busy_connection():
     assert "in waiter" in report.first_frame
 
 
-def test_starting_and_stopping_monitors_leaks_no_file_descriptor():
+def test_starting_and_stopping_monitors_leaks_no_file_descriptor(compiled):
     import os
 
     def fds() -> int:
@@ -221,7 +271,7 @@ def test_starting_and_stopping_monitors_leaks_no_file_descriptor():
 
     before = fds()
     for _ in range(20):
-        m = LoopMonitor().start()
+        m = LoopMonitor(compiled=compiled).start()
         gevent.sleep(0.005)
         m.stop()
         gevent.sleep(0.005)
@@ -232,15 +282,15 @@ def test_starting_and_stopping_monitors_leaks_no_file_descriptor():
     assert fds() <= before + 1
 
 
-def test_a_report_taken_after_stopping_still_knows_the_cpu_queue():
+def test_a_report_taken_after_stopping_still_knows_the_cpu_queue(compiled):
     # The worker stops watching before it reports: closing schedstat is not losing it.
-    m = LoopMonitor(interval_s=0.001, threshold_s=0.01).start()
+    m = LoopMonitor(interval_s=0.001, threshold_s=0.01, compiled=compiled).start()
     gevent.sleep(0.01)
     m.stop()
     assert m.report().missing == ()
 
 
-def test_a_blocking_hub_callback_is_held_and_an_idle_poll_is_not():
+def test_a_blocking_hub_callback_is_held_and_an_idle_poll_is_not(compiled):
     import threading
 
     from gevent.monkey import get_original
@@ -268,7 +318,7 @@ def test_a_blocking_hub_callback_is_held_and_an_idle_poll_is_not():
     assert not in_loop_poll((), where) and not in_loop_poll(stack, "")
     # A builtin run as a callback that blocks the hub shows no frame above the run loop
     # either, but sleeps elsewhere than in epoll: still a blocked, held hub.
-    m = LoopMonitor(interval_s=0.001, threshold_s=0.01).start()
+    m = LoopMonitor(interval_s=0.001, threshold_s=0.01, compiled=compiled).start()
     gevent.sleep(0.02)
     m.reset()
     gevent.get_hub().loop.run_callback(blocking_sleep, 0.05)

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import tomllib
 import zipfile
@@ -28,7 +29,11 @@ def test_a_release_builds_passes_twine_and_names_its_one_version(tmp_path, insta
                     str(ROOT)], check=True, capture_output=True, timeout=300)
     built = sorted(p.name for p in dist.iterdir())
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    assert built == [f"gevent_probe-{version}-py3-none-any.whl", f"gevent_probe-{version}.tar.gz"]
+    # One wheel per platform for every Python from 3.11 (the C hot path is built against the
+    # stable ABI: probe/_switch_clock.c), and the sdist.
+    platform = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+    assert built == [f"gevent_probe-{version}-cp311-abi3-{platform}.whl",
+                     f"gevent_probe-{version}.tar.gz"]
     twine = subprocess.run([sys.executable, "-m", "twine", "check", "--strict",
                             *map(str, dist.iterdir())], capture_output=True, text=True,
                            timeout=120)
@@ -44,8 +49,38 @@ def test_the_wheel_installs_one_import_name_and_ships_the_apps(wheel):
     assert top == {"probe"}
     for shipped in ("probe/apps/gunicorn_conf.py", "probe/apps/probe_app.py",
                     "probe/apps/byo.py", "probe/locustfiles/mixed.py",
-                    "probe/locustfiles/hdr.py"):
+                    "probe/locustfiles/hdr.py", "probe/_switch_clock.abi3.so"):
         assert shipped in names
+
+
+def test_the_installed_wheel_runs_the_compiled_hot_path(installed):
+    shown = subprocess.run([str(installed / "bin/python"), "-c",
+                            "from probe.switch_clock import IMPLEMENTATION; print(IMPLEMENTATION)"],
+                           capture_output=True, text=True, timeout=60, cwd="/")
+    assert shown.stdout.strip() == "C", shown.stderr
+
+
+def test_without_a_c_compiler_the_sdist_installs_and_runs_the_python_hot_path(tmp_path):
+    # The extension is optional: where nothing can compile it, pip builds the rest.
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--sdist", "--outdir",
+                    str(dist), str(ROOT)], check=True, capture_output=True, timeout=300)
+    (sdist,) = dist.glob("gevent_probe-*.tar.gz")
+    env = {**os.environ, "CC": "/bin/false", "LDSHARED": "/bin/false"}
+    venv = tmp_path / "v"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "uv", "pip", "install", "--quiet", "--python",
+                    str(venv / "bin/python"), "--no-deps", str(sdist)],
+                   check=True, timeout=300, env=env)
+    site = subprocess.run([str(venv / "bin/python"), "-c", "import sysconfig; "
+                           "print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert not list(Path(site, "probe").glob("_switch_clock*.so"))
+    # probe.switch_clock imports nothing beyond the standard library: no dependencies needed
+    shown = subprocess.run([str(venv / "bin/python"), "-c",
+                            "from probe.switch_clock import IMPLEMENTATION; print(IMPLEMENTATION)"],
+                           capture_output=True, text=True, timeout=60, cwd="/")
+    assert shown.stdout.strip() == "Python", shown.stderr
 
 
 USER_APP = '''
