@@ -1,6 +1,6 @@
 """What measuring costs the app: the sample app's throughput with the measurement on and off.
 
-    .venv/bin/python benchmarks/overhead.py [--servers 3] [--rounds 6] [--seconds 3]
+    .venv/bin/python benchmarks/overhead.py [--servers 6] [--rounds 6] [--seconds 3]
         [--env GEVENT_PROBE_...=VALUE] [--against DIR] [--against-env KEY=VALUE]
 
 Two gunicorn gevent workers serve the sample app (psycopg-binary, GET /select1), one with the
@@ -14,7 +14,8 @@ once, a few seconds per round.
 Why this shape: this VM's speed drifts by ±15% from one minute to the next, and even bursts
 a few seconds apart differ by up to 20%. Loaded at the same time on one core, the two
 workers see the same machine at every instant: each one's CPU per request (psutil) is then
-comparable, and a saturated worker's throughput is one over it, so the RPS cost is
+comparable (all of its threads: the watch's native one too), and a saturated worker's
+throughput is one over it, so the RPS cost is
 1 - off/on CPU per request. --servers sets of fresh servers keep what a start changes
 (memory layout, hash seeds) in the figure.
 
@@ -102,7 +103,7 @@ def interval(logs: list[float]) -> tuple[float, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--servers", type=int, default=3, help="sets of fresh servers")
+    parser.add_argument("--servers", type=int, default=6, help="sets of fresh servers")
     parser.add_argument("--rounds", type=int, default=6, help="rounds per set")
     parser.add_argument("--seconds", type=float, default=3.0, help="per round")
     parser.add_argument("--connections", type=int, default=50, help="per server")
