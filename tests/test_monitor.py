@@ -106,12 +106,8 @@ def test_short_hiccups_are_lag_not_stalls(monitor):
     assert not {"blocked", "computing"} & set(report.kinds)
 
 
-def test_between_held_slices_the_clocks_are_read_once_per_clocks_period():
-    # Their system calls were a large part of what watching cost a saturated worker: read
-    # every 5 ms (half the threshold), not at every slow path (2.5 ms), and at the end of
-    # every held slice. The slow path is driven by hand, on made-up times: no machine's load
-    # can move the count.
-    tracer = SliceTracer(threshold_s=0.01)
+def count_clock_reads(tracer: SliceTracer) -> list[int]:
+    """A list that grows by one at each read of the hub's clocks by the tracer."""
     reads: list[int] = []
     read_ns = tracer._sched.read_ns
 
@@ -120,6 +116,16 @@ def test_between_held_slices_the_clocks_are_read_once_per_clocks_period():
         return read_ns()
 
     tracer._sched.read_ns = counted  # type: ignore[method-assign]
+    return reads
+
+
+def test_between_held_slices_the_clocks_are_read_once_per_clocks_period():
+    # Their system calls were a large part of what watching cost a saturated worker: read
+    # every 5 ms (half the threshold), not at every slow path (2.5 ms), and at the end of
+    # every held slice. The slow path is driven by hand, on made-up times: no machine's load
+    # can move the count.
+    tracer = SliceTracer(threshold_s=0.01)
+    reads = count_clock_reads(tracer)
     targets, ms = (object(), object()), 1_000_000
     now = tracer.clocks()[0]
     for _ in range(80):  # 200 ms of short slices, a slow path due every 2.5 ms
@@ -137,14 +143,7 @@ def test_where_the_clock_thread_reads_the_clocks_the_hub_reads_them_only_for_hel
     # the hub's own reads, system calls, were most of what watching cost a saturated worker.
     m = LoopMonitor(threshold_s=0.01, compiled=True).start()
     tracer = m.tracer
-    reads: list[int] = []
-    read_ns = tracer._sched.read_ns
-
-    def counted() -> tuple[int, int]:
-        reads.append(1)
-        return read_ns()
-
-    tracer._sched.read_ns = counted  # type: ignore[method-assign]
+    reads = count_clock_reads(tracer)
     try:
         end = time.monotonic() + 0.2
         while time.monotonic() < end:  # 200 ms of short slices
