@@ -16,8 +16,9 @@ wakes every period, as before, and the results say so (probe.capabilities).
 Where the slice tracer's hot path is compiled (probe.switch_clock), `ClockAlarm` replaces the
 timer: a native thread of that clock, which never needs the GIL, reads when the current slice
 began and fires once it has run long enough. The hub then makes no system call at all for the
-watchdog: re-arming the timer 400 times a second cost a saturated sample app ~1.7% of its
-CPU per request (benchmarks/overhead.py --against, the watchdog left out beside).
+watchdog. The timer's watchdog, re-armed 400 times a second, cost a saturated sample app
+~1.7% of its CPU per request (benchmarks/overhead.py --against, the watchdog left out
+beside).
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ def bucket_range(i: int) -> tuple[int, int]:
     width = 1 << (e - SUB_BITS)
     return (1 << e) + ((i - LINEAR_BUCKETS) & ((1 << SUB_BITS) - 1)) * width, width
 
+
 SlowPath = Callable[[Any, int, int, int], object]  # ((origin, target), started, now, wall)
 
 _perf_ns = time.perf_counter_ns
